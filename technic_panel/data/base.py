@@ -1,0 +1,118 @@
+"""The DataSource protocol every price provider implements, and the bar container.
+
+A scan asks three things of a source: the universe with its metadata, one
+cheap snapshot of every symbol's latest bar (for prioritising before the scan)
+and one symbol's daily history. The scanner's hot path uses :meth:`bars`, plain
+numpy arrays, because building a DataFrame per symbol would cost more than
+computing its indicators.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Protocol, runtime_checkable
+
+import numpy as np
+import pandas as pd
+
+UNIVERSE_COLUMNS = ("symbol", "name", "sector", "industry", "market_cap", "avg_dollar_volume")
+"""Columns of :meth:`DataSource.universe`, in this order."""
+
+OHLCV_COLUMNS = ("open", "high", "low", "close", "volume")
+"""Columns of :meth:`DataSource.history`, indexed by a ``date`` DatetimeIndex."""
+
+SNAPSHOT_COLUMNS = (
+    "symbol", "date", "close", "change_pct", "return_5d", "return_21d",
+    "rel_volume", "dollar_volume",
+)
+"""Columns of :meth:`DataSource.snapshot`: the last bar plus what is cheap to know of it."""
+
+
+class DataError(ValueError):
+    """A symbol's data is missing, malformed or too short; it fails that symbol only."""
+
+
+class TransientDataError(DataError):
+    """A retryable failure of a remote provider (throttling, timeout, dropped connection)."""
+
+
+class Bars(NamedTuple):
+    """One symbol's daily bars as float64 numpy arrays of equal length, oldest first."""
+
+    dates: np.ndarray
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
+
+    def __len__(self) -> int:  # noqa: D105
+        return len(self.close)
+
+    def to_frame(self) -> pd.DataFrame:
+        """Return the bars as an OHLCV DataFrame indexed by ``date``."""
+        index = pd.DatetimeIndex(self.dates, name="date")
+        return pd.DataFrame(
+            {"open": self.open, "high": self.high, "low": self.low,
+             "close": self.close, "volume": self.volume},
+            index=index,
+        )
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame) -> Bars:
+        """Build bars from an OHLCV DataFrame indexed by date (as :meth:`to_frame` gives)."""
+        def column(name: str) -> np.ndarray:
+            return np.ascontiguousarray(frame[name].to_numpy(dtype="float64"))
+
+        return cls(
+            frame.index.to_numpy(dtype="datetime64[ns]"),
+            column("open"), column("high"), column("low"), column("close"), column("volume"),
+        )
+
+
+@runtime_checkable
+class DataSource(Protocol):
+    """What a scan needs of a price provider.
+
+    Implementations must be picklable (process and Dask executors ship them to
+    workers) and safe to call from several threads at once.
+    """
+
+    name: str
+
+    def universe(self) -> pd.DataFrame:
+        """Return one row per symbol with :data:`UNIVERSE_COLUMNS`."""
+        ...
+
+    def snapshot(self) -> pd.DataFrame:
+        """Return the last bar of every symbol in one call, with :data:`SNAPSHOT_COLUMNS`."""
+        ...
+
+    def history(self, symbol: str) -> pd.DataFrame:
+        """Return ``symbol``'s daily OHLCV bars; raise :class:`DataError` if it has none."""
+        ...
+
+    def bars(self, symbol: str) -> Bars:
+        """Return ``symbol``'s daily bars as arrays; raise :class:`DataError` if it has none."""
+        ...
+
+
+def snapshot_from_bars(symbol: str, bars: Bars) -> dict[str, object]:
+    """Compute one :data:`SNAPSHOT_COLUMNS` row from a symbol's bars (NaN where too short)."""
+    close, volume = bars.close, bars.volume
+    n = len(close)
+
+    def ret(days: int) -> float:
+        return float(close[-1] / close[-1 - days] - 1.0) if n > days else float("nan")
+
+    window = volume[-21:-1] if n > 1 else volume
+    mean_volume = float(window.mean()) if len(window) else float("nan")
+    return {
+        "symbol": symbol,
+        "date": pd.Timestamp(bars.dates[-1]),
+        "close": float(close[-1]),
+        "change_pct": 100.0 * ret(1),
+        "return_5d": ret(5),
+        "return_21d": ret(21),
+        "rel_volume": float(volume[-1] / mean_volume) if mean_volume > 0 else float("nan"),
+        "dollar_volume": float(close[-1] * volume[-1]),
+    }
