@@ -1,0 +1,134 @@
+"""ScanConfig: the one set of scan settings behind every door.
+
+The ``technic-scan`` flags (``--max-signals``), the ScanController's params,
+the JSON body of ``POST /scan/stream`` and the dashboard's query string
+(``max_signals``) all name the same Parameters below, and all are checked by
+:meth:`ScanConfig.from_mapping` / :meth:`ScanConfig.validate`, so a bad value is
+refused the same way, naming the field, the rule and the value, before any
+scan starts.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import param
+
+from technic_panel.indicators import INDICATOR_COLUMNS
+from technic_panel.scoring import SCORE_COLUMNS, SIGNALS
+
+RESULT_COLUMNS = (
+    "symbol", "name", "sector", "industry", "market_cap", "priority_tier", "batch_number",
+    *INDICATOR_COLUMNS, *SCORE_COLUMNS,
+)
+"""Columns of a result row; a filter expression may use any of them."""
+
+
+class ConfigError(ValueError):
+    """An invalid scan setting; ``field`` names it (None for an unparsable whole)."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def _coerce_number(parameter: param.Parameter, value: Any) -> Any:
+    """JSON has one number type: accept 5 for a Number and 5.0 for an Integer."""
+    if isinstance(parameter, param.Integer):
+        return int(value) if isinstance(value, float) and value.is_integer() else value
+    if isinstance(parameter, param.Number) and isinstance(value, int):
+        return float(value)
+    return value
+
+
+class ScanConfig(param.Parameterized):
+    """Every setting of one scan, with its documentation and bounds."""
+
+    source = param.Selector(default="synthetic", objects=["synthetic", "sample", "files"],
+                            doc="Price data: the embedded synthetic universe, the real sample "
+                                "prices bokeh-sampledata ships, or a folder of files (path).")
+    path = param.String(default=None, allow_None=True,
+                        doc="Folder (or file) of CSV/Parquet prices for source='files'.")
+    symbols = param.Integer(default=5000, bounds=(1, 100_000),
+                            doc="Universe size of the synthetic source.")
+    seed = param.Integer(default=42, bounds=(0, 2**31 - 1),
+                         doc="Seed of the synthetic universe: same seed, same prices.")
+    executor = param.Selector(default="thread", objects=["thread", "process", "dask"],
+                              doc="Where symbols are computed: threads, processes or Dask.")
+    workers = param.Integer(default=None, allow_None=True, bounds=(1, 256),
+                            doc="Worker count (default: 2 threads, or one process per core).")
+    scheduler = param.String(default=None, allow_None=True,
+                             doc="Dask scheduler address (tcp://host:8786); none starts a "
+                                 "LocalCluster.")
+    latency_ms = param.Number(default=0.0, bounds=(0, 60_000),
+                              doc="Emulated provider latency per symbol, in ms (synthetic).")
+    error_rate = param.Number(default=0.0, bounds=(0, 1),
+                              doc="Share of symbols whose data fetch fails (synthetic).")
+    max_signals = param.Integer(default=None, allow_None=True, bounds=(1, None),
+                                doc="Stop after this many high-quality signals.")
+    min_rating = param.Number(default=0.0, bounds=(0, 100),
+                              doc="Least tech_rating for a signal to count as high-quality.")
+    quality_signals = param.ListSelector(default=["STRONG_BUY"], objects=list(SIGNALS),
+                                         doc="Signals that count towards max_signals.")
+    max_fraction = param.Number(default=None, allow_None=True, bounds=(0, 1),
+                                inclusive_bounds=(False, True),
+                                doc="Stop after this share of the universe is processed.")
+    timeout = param.Number(default=None, allow_None=True, bounds=(0, 86_400),
+                           inclusive_bounds=(False, True),
+                           doc="Stop after this many seconds, even if no result arrives.")
+    filter = param.String(default=None, allow_None=True,
+                          doc="Only results passing this expression are sent, e.g. "
+                              "'rsi_14 < 30 and close > sma_200'.")
+
+    @classmethod
+    def setting_names(cls) -> list[str]:
+        """Return the names of every scan setting, in declaration order."""
+        return [name for name in cls.param if name != "name"]
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> ScanConfig:
+        """Build a validated config from a mapping (JSON body, CLI, query string).
+
+        Raises :class:`ConfigError` naming the unknown key or the bad field.
+        """
+        known = set(cls.setting_names())
+        config = cls()
+        for key, value in values.items():
+            if key not in known:
+                raise ConfigError(f"ScanConfig has no setting {key!r}; valid settings: "
+                                  f"{', '.join(sorted(known))}", field=key)
+            if isinstance(value, bool):
+                raise ConfigError(f"ScanConfig.{key} must not be a boolean, not {value!r}",
+                                  field=key)
+            value = _coerce_number(cls.param[key], value)
+            try:
+                setattr(config, key, value)
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(str(exc), field=key) from exc
+        return config.validate()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the settings as plain JSON-able values."""
+        return {name: getattr(self, name) for name in self.setting_names()}
+
+    def validate(self) -> ScanConfig:
+        """Check the rules that span settings or need the file system; return self."""
+        from technic_panel.expressions import FilterExpression
+
+        if self.source == "files":
+            if not self.path:
+                raise ConfigError("ScanConfig.path is required when source='files' "
+                                  "(a folder of CSV or Parquet files)", field="path")
+            if not os.path.exists(self.path):
+                raise ConfigError(f"ScanConfig.path must exist, not {self.path!r}", field="path")
+        if self.executor != "dask" and self.scheduler:
+            raise ConfigError("ScanConfig.scheduler needs executor='dask', "
+                              f"not executor={self.executor!r}", field="scheduler")
+        if self.filter:
+            try:
+                FilterExpression(self.filter, RESULT_COLUMNS)
+            except ValueError as exc:
+                raise ConfigError(f"ScanConfig.filter: {exc}", field="filter") from exc
+        return self

@@ -1,0 +1,119 @@
+"""Safe filter expressions over a result's columns, e.g. ``rsi_14 < 30 and close > sma_200``.
+
+The text is parsed with :mod:`ast` and compiled into a closure over a whitelist
+of node types: comparisons, ``and`` / ``or`` / ``not``, arithmetic, numbers,
+strings and column names. Nothing is passed to ``eval``; calls, attributes,
+subscripts and unknown names are rejected before the scan starts.
+"""
+
+from __future__ import annotations
+
+import ast
+import operator
+from collections.abc import Callable, Iterable, Mapping
+
+Row = Mapping[str, object]
+_Node = Callable[[Row], object]
+
+_COMPARE = {
+    ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge,
+    ast.Eq: operator.eq, ast.NotEq: operator.ne,
+}
+_ARITH = {
+    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+}
+
+
+def _number(value: object) -> float:
+    """Let arithmetic touch numbers only (no string repetition, no huge allocations)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"arithmetic on {type(value).__name__}")
+    return value
+
+
+class FilterExpression:
+    """A compiled boolean expression over named columns; call it with a row mapping.
+
+    Raises ``ValueError`` at construction for a syntax error, a construct that
+    is not allowed, or a name that is not one of ``columns`` (the message lists
+    the valid names).
+    """
+
+    def __init__(self, text: str, columns: Iterable[str]) -> None:
+        self.text = text.strip()
+        self.columns = tuple(columns)
+        try:
+            tree = ast.parse(self.text, mode="eval")
+        except SyntaxError as exc:
+            raise ValueError(f"filter {self.text!r} is not a valid expression: {exc.msg} "
+                             f"(example: 'rsi_14 < 30 and close > sma_200')") from exc
+        self._allowed = frozenset(self.columns)
+        self._fn = self._compile(tree.body)
+
+    def __repr__(self) -> str:
+        return f"FilterExpression({self.text!r})"
+
+    def __call__(self, row: Row) -> bool:
+        """Return whether ``row`` passes; arithmetic errors (0 division) count as a miss."""
+        try:
+            return bool(self._fn(row))
+        except (ArithmeticError, TypeError):
+            return False
+
+    def _compile(self, node: ast.expr) -> _Node:
+        method = getattr(self, f"_compile_{type(node).__name__}", None)
+        if method is None:
+            raise ValueError(f"filter {self.text!r}: {type(node).__name__} is not allowed; use "
+                             "column names, numbers, strings, comparisons, and/or/not, + - * /")
+        return method(node)
+
+    def _compile_Name(self, node: ast.Name) -> _Node:
+        name = node.id
+        if name not in self._allowed:
+            raise ValueError(f"filter {self.text!r}: unknown column {name!r}; valid columns: "
+                             f"{', '.join(sorted(self._allowed))}")
+        return lambda row: row[name]
+
+    def _compile_Constant(self, node: ast.Constant) -> _Node:
+        value = node.value
+        if not isinstance(value, int | float | str) or isinstance(value, bool):
+            raise ValueError(f"filter {self.text!r}: constant {value!r} is not allowed")
+        return lambda row: value
+
+    def _compile_BoolOp(self, node: ast.BoolOp) -> _Node:
+        parts = [self._compile(v) for v in node.values]
+        if isinstance(node.op, ast.And):
+            return lambda row: all(p(row) for p in parts)
+        return lambda row: any(p(row) for p in parts)
+
+    def _compile_UnaryOp(self, node: ast.UnaryOp) -> _Node:
+        operand = self._compile(node.operand)
+        if isinstance(node.op, ast.Not):
+            return lambda row: not operand(row)
+        if isinstance(node.op, ast.USub):
+            return lambda row: -_number(operand(row))
+        return self._compile_unknown(node.op)
+
+    def _compile_BinOp(self, node: ast.BinOp) -> _Node:
+        op = _ARITH.get(type(node.op))
+        if op is None:
+            return self._compile_unknown(node.op)
+        left, right = self._compile(node.left), self._compile(node.right)
+        return lambda row: op(_number(left(row)), _number(right(row)))
+
+    def _compile_Compare(self, node: ast.Compare) -> _Node:
+        ops = [_COMPARE.get(type(o)) for o in node.ops]
+        if None in ops:
+            bad = node.ops[ops.index(None)]
+            return self._compile_unknown(bad)
+        terms = [self._compile(node.left), *(self._compile(c) for c in node.comparators)]
+
+        def compare(row: Row) -> bool:
+            values = [t(row) for t in terms]
+            return all(op(a, b) for op, a, b in zip(ops, values, values[1:], strict=False))
+
+        return compare
+
+    def _compile_unknown(self, op: ast.AST) -> _Node:
+        raise ValueError(f"filter {self.text!r}: operator {type(op).__name__} is not allowed")

@@ -1,0 +1,324 @@
+"""The message contract of a scan stream: build, validate, and convert to and from JSON.
+
+Every message is one JSON object::
+
+    {"type": "result",
+     "data": {"symbol": "AAPL", "signal": "BUY", "tech_rating": 85.2, "alpha_score": 0.78},
+     "metadata": {"timestamp": "2024-01-15T10:30:45.123Z", "scan_id": "scan_123",
+                  "seq": 15, "is_final": false}}
+
+``type`` is one of :data:`MESSAGE_TYPES`. Besides the four of the design, ``update``
+carries a later, different result for a symbol already sent; it replaces that row.
+Builders make data JSON-safe (numpy scalars become Python numbers, NaN and infinities
+become ``None``), so NaN never reaches JSON. :func:`validate_message` raises
+:class:`MessageError` naming the dotted path of the first bad field, the rule and the value:
+
+>>> validate_data("result", {"symbol": "AAPL", "signal": "BUY",
+...                          "tech_rating": 85.2, "alpha_score": 1.5})
+Traceback (most recent call last):
+...
+technic_panel.messages.MessageError: message.data.alpha_score must be a number in [0, 1], not 1.5
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from typing import Any, NamedTuple
+
+import numpy as np
+
+MESSAGE_TYPES = ("result", "update", "progress", "error", "final")
+"""Every ``type`` a message may have."""
+
+SIGNALS = ("STRONG_BUY", "BUY", "HOLD", "SELL", "STRONG_SELL")
+"""Every ``signal`` a result may have, strongest buy first."""
+
+PRIORITY_TIERS = ("high", "medium", "low")
+"""Every ``priority_tier`` a result may have."""
+
+FINAL_STATUSES = ("completed", "stopped", "terminated", "failed")
+"""Every ``status`` the summary of a ``final`` message may have."""
+
+_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{3})?Z")
+
+
+class MessageError(ValueError):
+    """A message, or the data for one, breaks the contract; the text names the field."""
+
+
+def utc_timestamp(now: datetime | None = None) -> str:
+    """Return ``now`` (default: the current time) as ISO-8601 UTC with milliseconds and ``Z``.
+
+    A naive ``now`` is taken to be UTC already; an aware one is converted.
+
+    >>> utc_timestamp(datetime(2024, 1, 15, 10, 30, 45, 123456))
+    '2024-01-15T10:30:45.123Z'
+    """
+    if now is None:
+        now = datetime.now(timezone.utc)
+    elif now.tzinfo is None:
+        now = now.replace(tzinfo=timezone.utc)
+    now = now.astimezone(timezone.utc)
+    return f"{now:%Y-%m-%dT%H:%M:%S}.{now.microsecond // 1000:03d}Z"
+
+
+def json_safe(value: Any, path: str = "message.data") -> Any:
+    """Return a copy of ``value`` that JSON can hold exactly.
+
+    numpy scalars and arrays become Python numbers and lists, NaN and infinities
+    become ``None``, tuples become lists and mapping keys become strings, at any depth.
+
+    Raises
+    ------
+    MessageError
+        If some value is of another type (a ``datetime``, a ``set``, ...); the text names
+        its ``path``.
+    """
+    if isinstance(value, np.generic | np.ndarray):
+        value = value.tolist()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, str | int):
+        return value
+    if isinstance(value, Mapping):
+        return {str(key): json_safe(item, f"{path}.{key}") for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item, f"{path}[{index}]") for index, item in enumerate(value)]
+    raise MessageError(
+        f"{path} must be JSON data (str, number, bool, None, list or mapping), not {value!r}"
+    )
+
+
+def make_message(
+    type_: str, data: Mapping, *, scan_id: str, seq: int, timestamp: str | None = None
+) -> dict:
+    """Build one message of the contract; ``is_final`` is true exactly for ``final``.
+
+    Parameters
+    ----------
+    type_ : str
+        One of :data:`MESSAGE_TYPES`.
+    data : Mapping
+        The payload; it is copied through :func:`json_safe`.
+    scan_id : str
+        The scan the message belongs to.
+    seq : int
+        The message's number in its scan, from 1.
+    timestamp : str, optional
+        An ISO-8601 UTC timestamp; default :func:`utc_timestamp` of now.
+
+    Returns
+    -------
+    dict
+        ``{"type": ..., "data": ..., "metadata": {"timestamp", "scan_id", "seq", "is_final"}}``.
+        Only ``type_`` is checked here; :func:`validate_message` checks the rest.
+    """
+    _check(type_, _TYPE_RULE, "message")
+    return {
+        "type": type_,
+        "data": json_safe(data),
+        "metadata": {
+            "timestamp": utc_timestamp() if timestamp is None else timestamp,
+            "scan_id": scan_id,
+            "seq": seq,
+            "is_final": type_ == "final",
+        },
+    }
+
+
+def result_message(data: Mapping, *, scan_id: str, seq: int, timestamp: str | None = None) -> dict:
+    """Build a ``result``: the first result of a symbol; see :func:`make_message`."""
+    return make_message("result", data, scan_id=scan_id, seq=seq, timestamp=timestamp)
+
+
+def update_message(data: Mapping, *, scan_id: str, seq: int, timestamp: str | None = None) -> dict:
+    """Build an ``update``: a symbol's changed result, replacing its row."""
+    return make_message("update", data, scan_id=scan_id, seq=seq, timestamp=timestamp)
+
+
+def progress_message(
+    data: Mapping, *, scan_id: str, seq: int, timestamp: str | None = None
+) -> dict:
+    """Build a ``progress`` message: ``processed`` of ``total`` symbols are done."""
+    return make_message("progress", data, scan_id=scan_id, seq=seq, timestamp=timestamp)
+
+
+def error_message(data: Mapping, *, scan_id: str, seq: int, timestamp: str | None = None) -> dict:
+    """Build an ``error`` message: one symbol (or the stream) failed; ``data.message`` says how."""
+    return make_message("error", data, scan_id=scan_id, seq=seq, timestamp=timestamp)
+
+
+def final_message(data: Mapping, *, scan_id: str, seq: int, timestamp: str | None = None) -> dict:
+    """Build the ``final`` message that ends a stream; ``data`` is the scan's summary."""
+    return make_message("final", data, scan_id=scan_id, seq=seq, timestamp=timestamp)
+
+
+class _Rule(NamedTuple):
+    """One field's rule: its key, what it must be (in words) and the test of it."""
+
+    key: str
+    expected: str
+    test: Callable[[Any], bool]
+    required: bool = True
+
+
+def _is_int(value: Any, low: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _is_number(value: Any, low: float, high: float) -> bool:
+    is_real = isinstance(value, int | float) and not isinstance(value, bool)
+    return is_real and low <= value <= high
+
+
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str) and value != ""
+
+
+def _is_timestamp(value: Any) -> bool:
+    if not (isinstance(value, str) and _TIMESTAMP.fullmatch(value)):
+        return False
+    try:
+        datetime.strptime(value[:19], "%Y-%m-%dT%H:%M:%S")
+    except ValueError:
+        return False
+    return True
+
+
+def _choice(key: str, choices: tuple[str, ...], required: bool = True) -> _Rule:
+    expected = "one of " + ", ".join(choices)
+    return _Rule(key, expected, lambda value: isinstance(value, str) and value in choices, required)
+
+
+def _count(key: str, required: bool = True) -> _Rule:
+    return _Rule(key, "an integer >= 0", lambda value: _is_int(value, 0), required)
+
+
+_TYPE_RULE = _choice("type", MESSAGE_TYPES)
+_ENVELOPE_RULES = (
+    _TYPE_RULE,
+    _Rule("data", "an object", lambda value: isinstance(value, Mapping)),
+    _Rule("metadata", "an object", lambda value: isinstance(value, Mapping)),
+)
+_METADATA_RULES = (
+    _Rule("seq", "an integer >= 1", lambda value: _is_int(value, 1)),
+    _Rule("scan_id", "a non-empty string", _is_text),
+    _Rule("timestamp", "an ISO-8601 UTC time like 2024-01-15T10:30:45.123Z", _is_timestamp),
+    _Rule("is_final", "a boolean", lambda value: isinstance(value, bool)),
+)
+_RESULT_RULES = (
+    _Rule("symbol", "a non-empty string", _is_text),
+    _choice("signal", SIGNALS),
+    _Rule("tech_rating", "a number in [0, 100]", lambda value: _is_number(value, 0, 100)),
+    _Rule("alpha_score", "a number in [0, 1]", lambda value: _is_number(value, 0, 1)),
+    _choice("priority_tier", PRIORITY_TIERS, required=False),
+    _count("position", required=False),
+    _count("total_processed", required=False),
+    _count("total_remaining", required=False),
+)
+_DATA_RULES = {
+    "result": _RESULT_RULES,
+    "update": _RESULT_RULES,
+    "progress": (_count("processed"), _count("total")),
+    "error": (_Rule("message", "a string", lambda value: isinstance(value, str)),),
+    "final": (
+        _choice("status", FINAL_STATUSES),
+        _Rule("reason", "a string or None", lambda value: value is None or isinstance(value, str),
+              required=False),
+    ),
+}
+
+
+def _check(value: Any, rule: _Rule, path: str) -> None:
+    if not rule.test(value):
+        raise MessageError(f"{path}.{rule.key} must be {rule.expected}, not {value!r}")
+
+
+def _check_fields(obj: Mapping, rules: tuple[_Rule, ...], path: str) -> None:
+    for rule in rules:
+        if rule.key in obj:
+            _check(obj[rule.key], rule, path)
+        elif rule.required:
+            raise MessageError(f"{path}.{rule.key} is missing; it must be {rule.expected}")
+
+
+def validate_data(type_: str, data: Any, path: str = "message.data") -> None:
+    """Check the payload ``data`` of a ``type_`` message against the contract.
+
+    Extra keys are allowed. A ``final`` summary needs ``status``; its ``reason`` may be
+    absent, ``None`` or a string.
+
+    Raises
+    ------
+    MessageError
+        Naming ``path`` plus the bad field, the rule and the value.
+    """
+    _check(type_, _TYPE_RULE, "message")
+    if not isinstance(data, Mapping):
+        raise MessageError(f"{path} must be an object, not {data!r}")
+    _check_fields(data, _DATA_RULES[type_], path)
+
+
+def validate_message(msg: Mapping) -> dict:
+    """Return ``msg`` (as a dict; the same object if it is one) if it keeps the contract.
+
+    The timestamp may omit the milliseconds (``2024-01-15T10:30:45Z``, as in the design's
+    example). Extra keys are allowed everywhere, such as ``metadata.local``.
+
+    Raises
+    ------
+    MessageError
+        For the first field that breaks the contract, e.g.
+        ``message.data.tech_rating must be a number in [0, 100], not 120.5``.
+    """
+    if not isinstance(msg, Mapping):
+        raise MessageError(f"message must be an object, not {msg!r}")
+    _check_fields(msg, _ENVELOPE_RULES, "message")
+    metadata = msg["metadata"]
+    _check_fields(metadata, _METADATA_RULES, "message.metadata")
+    is_final = msg["type"] == "final"
+    if metadata["is_final"] is not is_final:
+        raise MessageError(
+            f"message.metadata.is_final must be {is_final} for a {msg['type']!r} message, "
+            f"not {metadata['is_final']!r}"
+        )
+    validate_data(msg["type"], msg["data"])
+    return msg if isinstance(msg, dict) else dict(msg)
+
+
+def to_json(msg: Mapping) -> str:
+    """Return ``msg`` as compact JSON; NaN or infinity is refused, never written.
+
+    Raises
+    ------
+    MessageError
+        If ``msg`` holds a value JSON cannot (NaN, infinity, an arbitrary object).
+    """
+    try:
+        return json.dumps(msg, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise MessageError(f"message cannot be written as JSON: {exc}") from exc
+
+
+def _refuse_constant(name: str) -> None:
+    raise MessageError(f"message is not valid JSON: {name} is not a JSON number")
+
+
+def from_json(text: str | bytes) -> dict:
+    """Parse one JSON message and validate it.
+
+    Raises
+    ------
+    MessageError
+        If ``text`` is not JSON (the text says where parsing failed), holds ``NaN`` or
+        ``Infinity``, or breaks the contract (see :func:`validate_message`).
+    """
+    try:
+        msg = json.loads(text, parse_constant=_refuse_constant)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise MessageError(f"message is not valid JSON: {exc}") from exc
+    return validate_message(msg)

@@ -1,0 +1,269 @@
+"""The scanner: runs a universe through an executor and emits each symbol as it completes.
+
+Mechanics: the universe is ordered by :func:`~technic_panel.prioritize.prioritize`,
+cut into chunks that start at one symbol (so the first result comes at once)
+and double up to the executor's ``chunk_limit``, and at most ``2 * workers``
+chunks are in flight. Workers' done-callbacks only put the finished future on
+a ``queue.SimpleQueue``; the thread that called :meth:`Scanner.run` takes them
+off and calls ``on_event`` once per symbol, in completion order.
+
+Warning: ``on_event`` runs on the thread that called :meth:`Scanner.run`;
+:meth:`Scanner.stop`, :meth:`Scanner.pause` and :meth:`Scanner.resume` may be
+called from any thread (or from ``on_event`` itself).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from technic_panel.config import RESULT_COLUMNS
+from technic_panel.data.base import DataSource
+from technic_panel.executors import ScanExecutor, ScanJob, make_executor
+from technic_panel.expressions import FilterExpression
+from technic_panel.prioritize import prioritize
+from technic_panel.scoring import Strategy
+
+log = logging.getLogger(__name__)
+
+_META = ("name", "sector", "industry", "market_cap")
+_LEADING = ("signal", "tech_rating", "alpha_score")
+"""Fields a reader looks for first; a result's keys start with them, as in the contract."""
+_WAKE = object()
+
+
+@dataclass(frozen=True)
+class ScanEvent:
+    """One symbol's outcome: ``kind`` is ``"result"`` or ``"error"``; ``data`` its fields."""
+
+    kind: str
+    symbol: str
+    data: dict[str, Any]
+
+
+@dataclass
+class ScanSummary:
+    """How a scan ended: ``status`` is ``completed`` or ``stopped``, with its counts."""
+
+    status: str
+    total: int
+    processed: int
+    results: int
+    errors: int
+    filtered: int
+    elapsed: float
+    first_event_after: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Scanner:
+    """Scan ``source`` with ``strategy`` on an executor, emitting results in completion order.
+
+    Parameters
+    ----------
+    source
+        Where prices come from.
+    strategy
+        Scoring rules (default :class:`~technic_panel.scoring.Strategy`).
+    executor
+        ``"thread"``, ``"process"``, ``"dask"`` or a :class:`ScanExecutor`.
+    filter
+        Only results passing this expression are emitted (others count as filtered).
+    previous_ratings
+        tech_rating by symbol from an earlier scan, to prioritise with.
+    symbols
+        Scan only these symbols (default: the source's whole universe).
+    """
+
+    def __init__(self, source: DataSource, strategy: Strategy | None = None, *,
+                 executor: str | ScanExecutor = "thread", workers: int | None = None,
+                 scheduler: str | None = None, filter: str | None = None,
+                 previous_ratings: pd.Series | None = None,
+                 symbols: Sequence[str] | None = None, batch_size: int = 50) -> None:
+        self.source = source
+        self.scorer = (strategy or Strategy()).scorer()
+        self.executor = (executor if isinstance(executor, ScanExecutor)
+                         else make_executor(executor, workers, scheduler))
+        self.filter = FilterExpression(filter, RESULT_COLUMNS) if filter else None
+        self.previous_ratings = previous_ratings
+        self.symbols = list(symbols) if symbols is not None else None
+        self.batch_size = batch_size
+        self.total = self.processed = self.results = self.errors = self.filtered = 0
+        self._emit_lock = threading.RLock()
+        self._wake: queue.SimpleQueue = queue.SimpleQueue()
+        self._stopped = self._paused = self._started = False
+        self._started_at: float | None = None
+
+    def __repr__(self) -> str:
+        return (f"Scanner({self.source!r}, executor={self.executor.kind}, "
+                f"processed={self.processed}/{self.total}, stopped={self._stopped}, "
+                f"paused={self._paused})")
+
+    @property
+    def stopped(self) -> bool:
+        """Whether :meth:`stop` has been called."""
+        return self._stopped
+
+    @property
+    def paused(self) -> bool:
+        """Whether the scan is paused (no new work is being submitted)."""
+        return self._paused
+
+    def stop(self) -> None:
+        """Stop the scan: nothing is emitted after this returns; safe to call twice."""
+        with self._emit_lock:
+            self._stopped = True
+        self._wake.put(_WAKE)
+
+    def pause(self) -> None:
+        """Stop submitting new work; work already running still completes and is emitted."""
+        self._paused = True
+
+    def resume(self) -> None:
+        """Submit work again after :meth:`pause`; safe to call when not paused."""
+        self._paused = False
+        self._wake.put(_WAKE)
+
+    def plan(self) -> pd.DataFrame:
+        """Return the scan order: symbol, priority_score, priority_tier, batch_number."""
+        universe = self.source.universe()
+        symbols = self.symbols if self.symbols is not None else universe["symbol"].tolist()
+        return prioritize(symbols, self.source.snapshot(), self.previous_ratings,
+                          batch_size=self.batch_size)
+
+    def run(self, on_event: Callable[[ScanEvent], None]) -> ScanSummary:
+        """Run the scan, calling ``on_event`` once per symbol as each completes.
+
+        Returns when every symbol is processed or :meth:`stop` was called; a
+        Scanner runs once.
+        """
+        if self._started:
+            raise RuntimeError("Scanner.run was already called; create a new Scanner")
+        self._started = True
+        self._started_at = time.perf_counter()
+        first: list[float] = []
+        plan = self.plan()
+        context = _Context.from_plan(plan, self.source.universe())
+        self.total = len(plan)
+
+        def emit(event: ScanEvent) -> None:
+            if not first:
+                first.append(time.perf_counter() - self._started_at)
+            on_event(event)
+
+        if not self._stopped:
+            self.executor.start(ScanJob(self.source, self.scorer))
+            try:
+                self._loop(context, emit)
+            finally:
+                self.executor.close()
+        status = "stopped" if self._stopped else "completed"
+        return ScanSummary(status, self.total, self.processed, self.results, self.errors,
+                           self.filtered, time.perf_counter() - self._started_at,
+                           first[0] if first else None)
+
+    def _chunks(self, symbols: list[str]) -> Iterator[list[str]]:
+        size, start = 1, 0
+        while start < len(symbols):
+            yield symbols[start:start + size]
+            start += size
+            size = min(size * 2, self.executor.chunk_limit)
+
+    def _loop(self, context: _Context, emit: Callable[[ScanEvent], None]) -> None:
+        chunks = self._chunks(context.symbols)
+        inflight: dict[Any, list[str]] = {}
+        try:
+            self._drive(chunks, inflight, context, emit)
+        finally:
+            for future in inflight:
+                future.cancel()
+
+    def _drive(self, chunks: Iterator[list[str]], inflight: dict[Any, list[str]],
+               context: _Context, emit: Callable[[ScanEvent], None]) -> None:
+        window = 2 * self.executor.workers
+        exhausted = False
+        while not self._stopped:
+            while not (self._paused or exhausted) and len(inflight) < window:
+                chunk = next(chunks, None)
+                if chunk is None:
+                    exhausted = True
+                    break
+                future = self.executor.submit(chunk)
+                inflight[future] = chunk
+                future.add_done_callback(self._wake.put)
+            if exhausted and not inflight:
+                return
+            item = self._wake.get()
+            if item is _WAKE or item not in inflight:
+                continue
+            chunk = inflight.pop(item)
+            if not item.cancelled():
+                self._emit_chunk(context, _outcomes(item, chunk), emit)
+
+    def _emit_chunk(self, context: _Context, outcomes: list, emit) -> None:
+        with self._emit_lock:
+            for symbol, ok, row in outcomes:
+                if self._stopped:
+                    return
+                self.processed += 1
+                event = self._event(context, symbol, ok, row)
+                if event is not None:
+                    emit(event)
+
+    def _event(self, context: _Context, symbol: str, ok: bool, row: dict) -> ScanEvent | None:
+        data: dict[str, Any] = {"symbol": symbol}
+        if ok:
+            data.update((key, row[key]) for key in _LEADING)
+            data.update(context.fields(symbol))
+            data.update(row)
+            if self.filter is not None and not self.filter(data):
+                self.filtered += 1
+                return None
+            self.results += 1
+            data["price"] = row["close"]
+            data["position"] = self.results
+        else:
+            self.errors += 1
+            data.update(context.fields(symbol))
+            data.update(row)
+        data["total_processed"] = self.processed
+        data["total_remaining"] = self.total - self.processed
+        return ScanEvent("result" if ok else "error", symbol, data)
+
+
+def _outcomes(future: Any, chunk: list[str]) -> list:
+    """Return a chunk's outcomes; if its task failed (a worker died), one error per symbol."""
+    try:
+        return future.result()
+    except Exception as exc:  # noqa: BLE001 - a lost task must not end the scan
+        log.warning("a chunk of %d symbols failed: %r", len(chunk), exc)
+        message = f"worker failed: {type(exc).__name__}: {exc}"
+        return [(symbol, False, {"error": "worker", "message": message}) for symbol in chunk]
+
+
+class _Context:
+    """Per-symbol fields the scanner adds: metadata and priority, looked up by position."""
+
+    def __init__(self, symbols: list[str], columns: dict[str, list]) -> None:
+        self.symbols = symbols
+        self._columns = columns
+        self._row = {s: i for i, s in enumerate(symbols)}
+
+    @classmethod
+    def from_plan(cls, plan: pd.DataFrame, universe: pd.DataFrame) -> _Context:
+        meta = universe.drop_duplicates("symbol").set_index("symbol").reindex(plan["symbol"])
+        columns = {name: meta[name].tolist() for name in _META}
+        columns["priority_tier"] = plan["priority_tier"].tolist()
+        columns["batch_number"] = plan["batch_number"].tolist()
+        return cls(plan["symbol"].tolist(), columns)
+
+    def fields(self, symbol: str) -> dict[str, Any]:
+        i = self._row[symbol]
+        return {name: values[i] for name, values in self._columns.items()}

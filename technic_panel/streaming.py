@@ -1,0 +1,485 @@
+"""ResultStreamer: one scan's messages, numbered, batched, deduplicated and replayable.
+
+Overview
+--------
+A scan produces messages on executor threads; several consumers (the dashboard's
+controller, SSE and WebSocket clients, the CLI) read them, each at its own pace.
+Producers call :meth:`ResultStreamer.add_result`, ``add_error``, ``add_progress`` and
+``finish`` from any thread. Consumers either poll a cursor with
+:meth:`ResultStreamer.messages_since` (as tornado's chat demo does), or hold a
+:class:`Subscription` and block (``get``, ``get_batch``, ``for``) or await (``async for``).
+
+Mechanics
+---------
+**Numbering.** Every message gets the scan's next ``seq`` (1, 2, 3, ... without gaps)
+when it is added; :func:`technic_panel.messages.make_message` builds its metadata. Data
+is made JSON-safe and validated before it takes a seq, so an invalid message raises
+:class:`~technic_panel.messages.MessageError` and consumes nothing.
+
+**Dedup.** The first result of a symbol is a ``result``; a later one whose content differs
+(the bookkeeping keys in :data:`BOOKKEEPING_KEYS` aside) is an ``update`` of that row; an
+identical one is dropped and takes no seq. The last content of each symbol is kept, so
+this memory grows with the universe, not with the number of messages.
+
+**Batching.** Added messages wait in a pending list and are *published* (made visible to
+consumers) together: when ``batch_size`` are pending, when ``flush_interval`` has passed
+since the oldest pending one, on :meth:`~ResultStreamer.flush`, at once for a result whose
+``priority_tier`` is ``"high"`` (with everything pending before it, to keep the order),
+and always for the ``final``. There is no timer thread: the interval is enforced by
+whoever looks next. Producers publish overdue messages when they add one; every read
+(``messages_since``, ``last_seq``, ``first_retained_seq``, a subscription's ``get``)
+publishes them first; and a waiting consumer never sleeps past the deadline of the
+oldest pending message, so a blocked or awaiting subscriber sees a lone result about
+``flush_interval`` after it was added. Nothing outlives the streamer.
+
+**Replay and retention.** Published messages go into one shared log, a deque of at most
+``max_retained`` messages; the oldest are evicted first. The ``final`` is the last message
+of a stream, so it is always kept. Subscribers are cursors into this log (the last
+``seq`` they received), not queues: a slow or vanished subscriber holds no messages,
+never blocks a producer or another subscriber, and memory stays bounded by
+``max_retained``. A subscriber may join late or reconnect with ``since=seq`` and gets
+every message after it, exactly once, in order. If its cursor has fallen behind the
+window it first gets one *local* ``error`` message, ``data = {"code": "behind_window",
+"message": ..., "resume_from": first_retained_seq}``, whose metadata has ``"local": true``
+and ``seq = first_retained_seq - 1`` (the seq of the newest message it missed, so seqs
+still increase for it and reconnecting with that seq resumes correctly), then continues
+from ``first_retained_seq``. The local message is built per reader and never enters the
+log, so other subscribers' numbering is untouched.
+
+**Waking.** Blocking readers wait on the streamer's :class:`threading.Condition`. An
+``async for`` registers an asyncio future that publishing resolves through
+``loop.call_soon_threadsafe``; no executor thread is used.
+
+**Ending.** After :meth:`~ResultStreamer.finish` or :meth:`~ResultStreamer.close`, adding
+raises :class:`StreamClosed`. Subscribers end after delivering the ``final``; after
+``close`` they first drain what was published, then end even without a ``final``. An
+ended :class:`Subscription`'s ``get`` raises :class:`StreamEnded` (``None`` means only a
+timeout); iteration simply stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from technic_panel.messages import json_safe, make_message, validate_data
+
+logger = logging.getLogger(__name__)
+
+BOOKKEEPING_KEYS = frozenset({"position", "total_processed", "total_remaining"})
+"""Result keys ignored when deciding whether a repeated result is a change."""
+
+
+class StreamClosed(RuntimeError):
+    """A message was added to a stream that is finished or closed."""
+
+
+class StreamEnded(Exception):
+    """A subscription has delivered everything it ever will (the ``final``, or all after close)."""
+
+
+def _is_int(value: Any, low: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _require(owner: str, name: str, value: Any, expected: str, ok: bool) -> None:
+    if not ok:
+        raise ValueError(f"{owner}.{name} must be {expected}, not {value!r}")
+
+
+def _checked(type_: str, data: Mapping) -> dict:
+    content = json_safe(data)
+    validate_data(type_, content)
+    return content
+
+
+def _earliest(*waits: float | None) -> float | None:
+    known = [wait for wait in waits if wait is not None]
+    return min(known) if known else None
+
+
+class ResultStreamer:
+    """Number, batch, deduplicate and fan out one scan's messages; see the module docs.
+
+    All methods are thread-safe. Create one per scan.
+
+    Parameters
+    ----------
+    scan_id : str
+        Written into every message's metadata.
+    batch_size : int
+        Publish as soon as this many messages are pending (>= 1).
+    flush_interval : float
+        Publish pending messages at most this many seconds after the oldest was added (>= 0).
+    max_retained : int
+        Keep at most this many published messages for replay (>= 1).
+    clock : callable
+        Monotonic seconds for the flush deadline; tests inject a fake one.
+    """
+
+    def __init__(
+        self,
+        scan_id: str,
+        *,
+        batch_size: int = 50,
+        flush_interval: float = 0.05,
+        max_retained: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        owner = "ResultStreamer"
+        _require(owner, "scan_id", scan_id, "a non-empty string",
+                 isinstance(scan_id, str) and scan_id != "")
+        _require(owner, "batch_size", batch_size, "an integer >= 1", _is_int(batch_size, 1))
+        _require(owner, "flush_interval", flush_interval, "a finite number >= 0",
+                 isinstance(flush_interval, int | float) and not isinstance(flush_interval, bool)
+                 and math.isfinite(flush_interval) and flush_interval >= 0)
+        _require(owner, "max_retained", max_retained, "an integer >= 1", _is_int(max_retained, 1))
+        _require(owner, "clock", clock, "callable", callable(clock))
+        self.scan_id = scan_id
+        self.batch_size = batch_size
+        self.flush_interval = flush_interval
+        self.max_retained = max_retained
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._log: deque[dict] = deque(maxlen=max_retained)
+        self._pending: list[dict] = []
+        self._pending_since: float | None = None
+        self._next_seq = 1
+        self._last_seq = 0
+        self._final_seq: int | None = None
+        self._closed = False
+        self._sent: dict[str, dict] = {}
+        self._subscribers: weakref.WeakSet[Subscription] = weakref.WeakSet()
+        self._waiters: dict[asyncio.Future, asyncio.AbstractEventLoop] = {}
+
+    def __repr__(self) -> str:
+        with self._cond:
+            return (
+                f"<ResultStreamer scan_id={self.scan_id!r} last_seq={self._last_seq} "
+                f"pending={len(self._pending)} subscribers={len(self._subscribers)} "
+                f"finished={self._final_seq is not None} closed={self._closed}>"
+            )
+
+    @property
+    def last_seq(self) -> int:
+        """The highest published seq (0 before anything is published)."""
+        with self._cond:
+            self._flush_if_due_locked()
+            return self._last_seq
+
+    @property
+    def first_retained_seq(self) -> int:
+        """The oldest seq still retained for replay (``last_seq + 1`` while the log is empty)."""
+        with self._cond:
+            self._flush_if_due_locked()
+            return self._last_seq - len(self._log) + 1
+
+    @property
+    def finished(self) -> bool:
+        """Whether the ``final`` message has been added (and so published)."""
+        with self._cond:
+            return self._final_seq is not None
+
+    @property
+    def result_count(self) -> int:
+        """How many distinct symbols have been sent as a ``result`` (updates not counted)."""
+        with self._cond:
+            return len(self._sent)
+
+    def add_result(self, data: Mapping) -> int | None:
+        """Add one symbol's result; return its seq, or ``None`` if it repeats the last one.
+
+        The first result of a symbol becomes a ``result``, a changed one an ``update``.
+
+        Raises
+        ------
+        MessageError
+            If ``data`` breaks the contract for results.
+        StreamClosed
+            After :meth:`finish` or :meth:`close`.
+        """
+        content = _checked("result", data)
+        key = {name: value for name, value in content.items() if name not in BOOKKEEPING_KEYS}
+        with self._cond:
+            self._check_open_locked()
+            previous = self._sent.get(content["symbol"])
+            if previous == key:
+                return None
+            type_ = "result" if previous is None else "update"
+            seq = self._append_locked(type_, content, urgent=content.get("priority_tier") == "high")
+            self._sent[content["symbol"]] = key
+            return seq
+
+    def add_error(self, data: Mapping) -> int:
+        """Add an ``error`` message (``data.message`` says what failed); return its seq."""
+        return self._add("error", data)
+
+    def add_progress(self, data: Mapping) -> int:
+        """Add a ``progress`` message (``data.processed`` of ``data.total``); return its seq."""
+        return self._add("progress", data)
+
+    def finish(self, summary: Mapping) -> int:
+        """Add the one ``final`` message with ``summary`` as data, publish all; return its seq.
+
+        Safe to call twice: a later call adds nothing and returns the first final's seq.
+
+        Raises
+        ------
+        MessageError
+            If ``summary`` lacks a valid ``status`` (first call only).
+        StreamClosed
+            If the stream was closed before it was finished.
+        """
+        with self._cond:
+            if self._final_seq is None:
+                self._check_open_locked()
+                self._final_seq = self._append_locked("final", _checked("final", summary),
+                                                      urgent=True)
+            return self._final_seq
+
+    def flush(self) -> None:
+        """Publish every pending message now."""
+        with self._cond:
+            self._publish_locked()
+
+    def close(self) -> None:
+        """Publish what is pending, refuse further adds and end every subscription.
+
+        Subscribers still receive what was published, then end. Safe to call twice.
+        """
+        with self._cond:
+            self._publish_locked()
+            self._closed = True
+            self._wake_locked()
+
+    def subscribe(self, since: int = 0) -> Subscription:
+        """Return a subscription that delivers every published message with seq > ``since``.
+
+        Raises
+        ------
+        ValueError
+            If ``since`` is not an integer in [0, last_seq].
+        """
+        with self._cond:
+            self._check_cursor_locked("since", since)
+            subscription = Subscription(self, since)
+            self._subscribers.add(subscription)
+            return subscription
+
+    def messages_since(self, seq: int, limit: int | None = None) -> list[dict]:
+        """Return published messages with seq > ``seq``, oldest first, at most ``limit``.
+
+        A ``seq`` behind the retained window gives only the local ``behind_window`` error
+        (see the module docs); ask again from its seq to continue.
+
+        Raises
+        ------
+        ValueError
+            If ``seq`` is not an integer in [0, last_seq] or ``limit`` is not ``None`` or >= 1.
+        """
+        _require("ResultStreamer.messages_since", "limit", limit, "None or an integer >= 1",
+                 limit is None or _is_int(limit, 1))
+        with self._cond:
+            self._check_cursor_locked("seq", seq)
+            return self._read_locked(seq, limit)
+
+    def _add(self, type_: str, data: Mapping) -> int:
+        content = _checked(type_, data)
+        with self._cond:
+            self._check_open_locked()
+            return self._append_locked(type_, content)
+
+    def _check_open_locked(self) -> None:
+        if self._closed:
+            raise StreamClosed(f"scan {self.scan_id!r}: the stream is closed")
+        if self._final_seq is not None:
+            raise StreamClosed(
+                f"scan {self.scan_id!r} is finished (final seq {self._final_seq}); "
+                "nothing may follow the final"
+            )
+
+    def _check_cursor_locked(self, name: str, value: Any) -> None:
+        self._flush_if_due_locked()
+        _require("ResultStreamer", name, value, f"an integer in [0, last_seq={self._last_seq}]",
+                 _is_int(value, 0) and value <= self._last_seq)
+
+    def _append_locked(self, type_: str, content: dict, *, urgent: bool = False) -> int:
+        seq = self._next_seq
+        self._pending.append(make_message(type_, content, scan_id=self.scan_id, seq=seq))
+        self._next_seq += 1
+        starts_batch = self._pending_since is None
+        if starts_batch:
+            self._pending_since = self._clock()
+        if urgent or len(self._pending) >= self.batch_size or self._until_flush_locked() == 0:
+            self._publish_locked()
+        elif starts_batch:
+            self._wake_locked()  # waiting readers learn the new flush deadline
+        return seq
+
+    def _until_flush_locked(self) -> float | None:
+        if self._pending_since is None:
+            return None
+        return max(0.0, self._pending_since + self.flush_interval - self._clock())
+
+    def _flush_if_due_locked(self) -> None:
+        if self._until_flush_locked() == 0.0:
+            self._publish_locked()
+
+    def _publish_locked(self) -> None:
+        if not self._pending:
+            return
+        self._log.extend(self._pending)
+        self._last_seq = self._pending[-1]["metadata"]["seq"]
+        self._pending.clear()
+        self._pending_since = None
+        self._wake_locked()
+
+    def _wake_locked(self) -> None:
+        self._cond.notify_all()
+        for future, loop in self._waiters.items():
+            try:
+                loop.call_soon_threadsafe(future.set_result, None)
+            except RuntimeError:
+                logger.debug("scan %r: an async subscriber's event loop is closed", self.scan_id)
+        self._waiters.clear()
+
+    def _read_locked(self, cursor: int, limit: int | None) -> list[dict]:
+        if cursor >= self._last_seq:
+            return []
+        first = self._last_seq - len(self._log) + 1
+        if cursor < first - 1:
+            return [self._behind_window(cursor, first)]
+        stop = self._last_seq if limit is None else min(self._last_seq, cursor + limit)
+        return [self._log[seq - first] for seq in range(cursor + 1, stop + 1)]
+
+    def _behind_window(self, cursor: int, first: int) -> dict:
+        text = (f"messages {cursor + 1} to {first - 1} of scan {self.scan_id!r} are no longer "
+                f"retained; resuming from {first}")
+        data = {"code": "behind_window", "message": text, "resume_from": first}
+        msg = make_message("error", data, scan_id=self.scan_id, seq=first - 1)
+        msg["metadata"]["local"] = True
+        return msg
+
+
+class Subscription:
+    """A cursor into a :class:`ResultStreamer`'s log: every message after it, once, in order.
+
+    Get one from :meth:`ResultStreamer.subscribe`. It holds no messages of its own. Its
+    methods are thread-safe, but the cursor is shared, so give each consumer its own.
+    ``get`` and ``get_batch`` return ``None`` / ``[]`` on timeout and raise
+    :class:`StreamEnded` once the ``final`` has been delivered (or, after the streamer
+    was closed, everything published), or after :meth:`close`.
+    """
+
+    def __init__(self, streamer: ResultStreamer, since: int) -> None:
+        self._streamer = streamer
+        self._cursor = since
+        self._ended = False
+
+    def __repr__(self) -> str:
+        return (f"<Subscription scan_id={self._streamer.scan_id!r} last_seq={self._cursor} "
+                f"ended={self._ended}>")
+
+    @property
+    def last_seq(self) -> int:
+        """The cursor: the seq of the last message delivered (``since`` before any)."""
+        return self._cursor
+
+    def get(self, timeout: float | None = None) -> dict | None:
+        """Return the next message, waiting up to ``timeout`` s (forever if ``None``).
+
+        Returns ``None`` on timeout; raises :class:`StreamEnded` once the stream is over.
+        """
+        batch = self._read(timeout, 1)
+        return batch[0] if batch else None
+
+    def get_batch(self, timeout: float | None = None, max_items: int | None = None) -> list[dict]:
+        """Return every message available now (at most ``max_items``), waiting for one first.
+
+        Returns ``[]`` on timeout; raises :class:`StreamEnded` once the stream is over.
+        """
+        _require("Subscription.get_batch", "max_items", max_items, "None or an integer >= 1",
+                 max_items is None or _is_int(max_items, 1))
+        return self._read(timeout, max_items)
+
+    def close(self) -> None:
+        """Stop this subscription and unhook it from the streamer; safe to call twice."""
+        with self._streamer._cond:
+            self._end_locked()
+            self._streamer._wake_locked()
+
+    def __iter__(self) -> Subscription:
+        return self
+
+    def __next__(self) -> dict:
+        try:
+            return self._read(None, 1)[0]
+        except StreamEnded:
+            raise StopIteration from None
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> dict:
+        streamer = self._streamer
+        loop = asyncio.get_running_loop()
+        while True:
+            with streamer._cond:
+                try:
+                    batch = self._poll_locked(1)
+                except StreamEnded:
+                    raise StopAsyncIteration from None
+                if batch:
+                    return batch[0]
+                future = loop.create_future()
+                streamer._waiters[future] = loop
+                delay = streamer._until_flush_locked()
+            try:
+                await asyncio.wait((future,), timeout=delay)
+            finally:
+                with streamer._cond:
+                    streamer._waiters.pop(future, None)
+
+    def _read(self, timeout: float | None, limit: int | None) -> list[dict]:
+        streamer = self._streamer
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with streamer._cond:
+            while True:
+                batch = self._poll_locked(limit)
+                if batch:
+                    return batch
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return []
+                streamer._cond.wait(_earliest(remaining, streamer._until_flush_locked()))
+
+    def _poll_locked(self, limit: int | None) -> list[dict]:
+        if self._ended:
+            raise self._ended_error()
+        streamer = self._streamer
+        streamer._flush_if_due_locked()
+        batch = streamer._read_locked(self._cursor, limit)
+        if batch:
+            self._cursor = batch[-1]["metadata"]["seq"]
+            if batch[-1]["metadata"]["is_final"]:
+                self._end_locked()
+        elif streamer._closed or self._cursor == streamer._final_seq:
+            self._end_locked()
+            raise self._ended_error()
+        return batch
+
+    def _ended_error(self) -> StreamEnded:
+        return StreamEnded(
+            f"subscription to scan {self._streamer.scan_id!r} has ended at seq {self._cursor}"
+        )
+
+    def _end_locked(self) -> None:
+        self._ended = True
+        self._streamer._subscribers.discard(self)

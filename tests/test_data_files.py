@@ -1,0 +1,357 @@
+"""FileSource: per-symbol and long-table layouts, CSV and Parquet, errors that name file+column."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from technic_panel.data import (
+    SNAPSHOT_COLUMNS,
+    UNIVERSE_COLUMNS,
+    DataError,
+    DataSource,
+    FileSource,
+)
+
+HEADER = "date,open,high,low,close,volume\n"
+
+
+def ohlcv(n: int = 30, start: str = "2024-01-01", seed: int = 0) -> pd.DataFrame:
+    """Plausible bars with a ``date`` column, oldest first."""
+    rng = np.random.default_rng(seed)
+    close = 50 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
+    return pd.DataFrame({
+        "date": pd.bdate_range(start, periods=n),
+        "open": close * 0.99, "high": close * 1.02, "low": close * 0.97, "close": close,
+        "volume": rng.integers(1_000, 10_000, n).astype(float),
+    })
+
+
+def write(path: Path, frame: pd.DataFrame) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".csv":
+        frame.to_csv(path, index=False)
+    else:
+        frame.to_parquet(path, index=False)
+    return path
+
+
+@pytest.fixture
+def prices(tmp_path: Path) -> Path:
+    """A folder of three good per-symbol CSV files."""
+    folder = tmp_path / "prices"
+    for i, symbol in enumerate(["acme", "BETA", "Gamma"]):
+        write(folder / f"{symbol}.csv", ohlcv(seed=i))
+    return folder
+
+
+def assert_bars_equal(bars, frame: pd.DataFrame) -> None:
+    np.testing.assert_array_equal(bars.dates, frame["date"].to_numpy("datetime64[ns]"))
+    for column in ("open", "high", "low", "close", "volume"):
+        array = getattr(bars, column)
+        assert array.dtype == np.float64
+        np.testing.assert_allclose(array, frame[column].to_numpy(float), rtol=1e-12)
+
+
+# --- layouts ---------------------------------------------------------------------------------
+
+
+def test_per_symbol_csv_folder(prices: Path):
+    source = FileSource(prices)
+    assert isinstance(source, DataSource)
+    assert source.name == "files"
+    assert source.symbols() == ["ACME", "BETA", "GAMMA"]
+    assert_bars_equal(source.bars("ACME"), ohlcv(seed=0))
+    history = source.history("GAMMA")
+    assert list(history.columns) == ["open", "high", "low", "close", "volume"]
+    assert history.index.name == "date"
+    pd.testing.assert_frame_equal(history, source.bars("GAMMA").to_frame())
+
+
+def test_per_symbol_parquet_folder_with_date_index(tmp_path: Path):
+    frame = ohlcv(seed=3)
+    (tmp_path / "pq").mkdir()
+    frame.set_index("date").to_parquet(tmp_path / "pq" / "ACME.parquet")
+    write(tmp_path / "pq" / "beta.parquet", ohlcv(seed=4))
+    source = FileSource(tmp_path / "pq", name="parquet")
+    assert source.name == "parquet"
+    assert source.symbols() == ["ACME", "BETA"]
+    assert_bars_equal(source.bars("ACME"), frame)
+    assert_bars_equal(source.bars("BETA"), ohlcv(seed=4))
+
+
+def test_columns_match_case_insensitively_and_extras_are_ignored(tmp_path: Path):
+    frame = ohlcv()
+    yahoo = frame.rename(columns=str.title).assign(**{"Adj Close": frame["close"] * 0.9})
+    source = FileSource(write(tmp_path / "ACME.csv", yahoo))
+    assert source.symbols() == ["ACME"]
+    assert_bars_equal(source.bars("ACME"), frame)
+
+
+@pytest.mark.parametrize("date_name", ["Datetime", "TIMESTAMP"])
+def test_datetime_and_timestamp_are_date_columns(tmp_path: Path, date_name: str):
+    frame = ohlcv()
+    write(tmp_path / "ACME.csv", frame.rename(columns={"date": date_name}))
+    assert_bars_equal(FileSource(tmp_path).bars("ACME"), frame)
+
+
+def test_bars_are_sorted_and_duplicate_dates_keep_the_last(tmp_path: Path):
+    (tmp_path / "ACME.csv").write_text(
+        HEADER
+        + "2024-01-03,1,2,0.5,1.3,300\n"
+        + "2024-01-02,1,2,0.5,1.2,200\n"
+        + "2024-01-03,1,2,0.5,1.33,333\n"
+        + "2024-01-01,1,2,0.5,1.1,100\n")
+    bars = FileSource(tmp_path).bars("ACME")
+    np.testing.assert_array_equal(
+        bars.dates, np.array(["2024-01-01", "2024-01-02", "2024-01-03"], "datetime64[ns]"))
+    np.testing.assert_array_equal(bars.close, [1.1, 1.2, 1.33])
+    np.testing.assert_array_equal(bars.volume, [100, 200, 333])
+
+
+def test_incomplete_rows_are_dropped(tmp_path: Path):
+    (tmp_path / "ACME.csv").write_text(
+        HEADER + "2024-01-01,1,2,0.5,1.1,100\n2024-01-02,1,2,0.5,,200\n,1,2,0.5,1.3,300\n")
+    bars = FileSource(tmp_path).bars("ACME")
+    np.testing.assert_array_equal(bars.close, [1.1])
+
+
+def test_integer_yyyymmdd_and_tz_aware_dates(tmp_path: Path):
+    (tmp_path / "ACME.csv").write_text(HEADER + "20240102,1,2,0.5,1.1,100\n")
+    frame = ohlcv(n=3)
+    frame["date"] = frame["date"].dt.tz_localize("America/New_York")
+    write(tmp_path / "BETA.parquet", frame)
+    source = FileSource(tmp_path)
+    assert source.bars("ACME").dates[0] == np.datetime64("2024-01-02")
+    assert_bars_equal(source.bars("BETA"), ohlcv(n=3))
+
+
+@pytest.mark.parametrize("where", ["file.csv", "file.parquet", "folder.csv", "folder.parquet"])
+def test_long_table(tmp_path: Path, where: str):
+    kind, suffix = where.split(".")
+    frames = {s: ohlcv(seed=i) for i, s in enumerate(["ACME", "BETA"])}
+    long = pd.concat([f.assign(Symbol=s) for s, f in frames.items()]).sample(frac=1, random_state=1)
+    path = write(tmp_path / "all" / f"prices.{suffix}", long)
+    source = FileSource(path if kind == "file" else path.parent)
+    assert source.symbols() == ["ACME", "BETA"]
+    for symbol, frame in frames.items():
+        assert_bars_equal(source.bars(symbol), frame)
+    assert list(source.snapshot()["symbol"]) == ["ACME", "BETA"]
+
+
+def test_long_table_bad_value_fails_only_that_symbol(tmp_path: Path):
+    long = pd.concat([ohlcv(seed=0).assign(symbol="ACME"), ohlcv(seed=1).assign(symbol="BETA")],
+                     ignore_index=True).astype({"close": object})
+    long.loc[33, "close"] = "oops"
+    path = write(tmp_path / "all.csv", long)
+    source = FileSource(path)
+    assert_bars_equal(source.bars("ACME"), ohlcv(seed=0))
+    with pytest.raises(DataError) as info:
+        source.bars("BETA")
+    assert str(info.value) == (f"{path} (symbol BETA): column 'close' has a non-numeric value "
+                               "'oops' in row 34 (bad rows: 1 of 30)")
+    assert list(source.snapshot()["symbol"]) == ["ACME"]
+    assert source.symbols() == ["ACME", "BETA"]
+
+
+def test_long_table_missing_column_names_file_and_column(tmp_path: Path):
+    long = ohlcv().assign(symbol="ACME").drop(columns="volume")
+    path = write(tmp_path / "all.parquet", long)
+    message = r"all\.parquet \(symbol ACME\): column 'volume' is missing"
+    with pytest.raises(DataError, match=message):
+        FileSource(path).bars("ACME")
+
+
+# --- universe and snapshot -------------------------------------------------------------------
+
+
+def test_universe_file_metadata_and_defaults(prices: Path, tmp_path: Path):
+    meta = pd.DataFrame({"Symbol": ["acme", "BETA", "NOPRICES"], "Name": ["Acme Corp", None, "X"],
+                         "sector": ["Industrials", "Energy", "Energy"],
+                         "MARKET_CAP": [1e9, 2e9, 3e9]})
+    universe_path = write(tmp_path / "universe.parquet", meta)
+    universe = FileSource(prices, universe_path=universe_path).universe()
+    assert list(universe.columns) == list(UNIVERSE_COLUMNS)
+    assert list(universe["symbol"]) == ["ACME", "BETA", "GAMMA"]
+    assert list(universe["name"]) == ["Acme Corp", "BETA", "GAMMA"]
+    assert list(universe["sector"]) == ["Industrials", "Energy", "Unknown"]
+    assert list(universe["industry"]) == ["Unknown"] * 3
+    np.testing.assert_array_equal(universe["market_cap"], [1e9, 2e9, np.nan])
+    assert universe["market_cap"].dtype == np.float64
+    last = ohlcv(seed=1).tail(20)
+    assert universe.loc[1, "avg_dollar_volume"] == pytest.approx(
+        (last["close"] * last["volume"]).mean())
+
+
+def test_universe_without_universe_file(prices: Path):
+    universe = FileSource(prices).universe()
+    assert list(universe["name"]) == ["ACME", "BETA", "GAMMA"]
+    assert universe["market_cap"].isna().all()
+    assert (universe["avg_dollar_volume"] > 0).all()
+
+
+def test_snapshot_has_a_row_per_symbol(prices: Path):
+    snapshot = FileSource(prices).snapshot()
+    assert list(snapshot.columns) == list(SNAPSHOT_COLUMNS)
+    assert list(snapshot["symbol"]) == ["ACME", "BETA", "GAMMA"]
+    assert snapshot.loc[0, "close"] == pytest.approx(ohlcv(seed=0)["close"].iloc[-1])
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+
+def test_missing_column_message_names_file_and_column(prices: Path, monkeypatch):
+    monkeypatch.chdir(prices.parent)
+    (prices / "acme.csv").unlink()
+    ohlcv().drop(columns="close").to_csv(prices / "ACME.csv", index=False)
+    with pytest.raises(DataError) as info:
+        FileSource("prices").bars("ACME")
+    assert str(info.value) == ("prices/ACME.csv: column 'close' is missing "
+                               "(columns: date, open, high, low, volume)")
+
+
+BAD_FILES = {
+    "no date column": ("ACME.csv", "day,open,high,low,close,volume\n2024-01-02,1,2,0.5,1,9\n",
+                       "column 'date' is missing (also looked for 'datetime', 'timestamp'; "
+                       "columns: day, open, high, low, close, volume)"),
+    "unparsable date": ("ACME.csv", HEADER + "2024-01-02,1,2,0.5,1,9\nyesterday,1,2,0.5,1,9\n",
+                        "column 'date' has an unparsable date value 'yesterday' in row 2"),
+    "non-numeric price": ("ACME.csv", "Date,Open,High,Low,Close,Volume\n2024-01-02,1,abc,1,1,9\n",
+                          "column 'High' has a non-numeric value 'abc' in row 1"),
+    "empty file": ("ACME.csv", "", "the file is empty"),
+    "header only": ("ACME.csv", HEADER, "the file has no rows"),
+    "no complete row": ("ACME.csv", HEADER + "2024-01-02,1,2,0.5,,9\n",
+                        "no row has all of date, open, high, low, close, volume"),
+    "corrupt parquet": ("ACME.parquet", "not parquet", "cannot be read as Parquet"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_FILES))
+def test_bad_file_fails_only_its_symbol(prices: Path, name: str, caplog):
+    filename, text, message = BAD_FILES[name]
+    (prices / "acme.csv").unlink()
+    bad = prices / filename
+    bad.write_text(text)
+    source = FileSource(prices)
+    assert source.symbols() == ["ACME", "BETA", "GAMMA"]
+    with pytest.raises(DataError) as info:
+        source.bars("ACME")
+    assert str(info.value).startswith(f"{bad}: {message}")
+    with pytest.raises(DataError, match="ACME"):
+        source.history("ACME")
+    assert_bars_equal(source.bars("BETA"), ohlcv(seed=1))
+    with caplog.at_level(logging.DEBUG, logger="technic_panel.data.files"):
+        assert list(source.snapshot()["symbol"]) == ["BETA", "GAMMA"]
+    assert f"skipping ACME: {bad}" in caplog.text
+    universe = source.universe()
+    assert list(universe["symbol"]) == ["ACME", "BETA", "GAMMA"]
+    assert np.isnan(universe.loc[0, "avg_dollar_volume"])
+
+
+def test_listing_parses_no_price_file(prices: Path, monkeypatch):
+    from technic_panel.data import files
+
+    def fail(path):
+        raise AssertionError(f"parsed {path}")
+
+    monkeypatch.setattr(files, "_read_table", fail)
+    assert FileSource(prices).symbols() == ["ACME", "BETA", "GAMMA"]
+
+
+@pytest.mark.parametrize("layout", ["per-symbol", "long"])
+def test_unknown_symbol_is_named(prices: Path, tmp_path: Path, layout: str):
+    path = prices if layout == "per-symbol" else write(
+        tmp_path / "all.csv", ohlcv().assign(symbol="ACME"))
+    with pytest.raises(DataError, match="FileSource has no symbol 'NOPE'"):
+        FileSource(path).bars("NOPE")
+
+
+def test_missing_path_is_rejected_at_construction(tmp_path: Path):
+    with pytest.raises(ValueError, match=r"FileSource\.path must be .* not '.*nowhere': "
+                                         "it does not exist"):
+        FileSource(tmp_path / "nowhere")
+
+
+def test_folder_without_data_files_is_rejected(tmp_path: Path):
+    (tmp_path / "notes.txt").write_text("hi")
+    (tmp_path / ".hidden.csv").write_text(HEADER)
+    with pytest.raises(ValueError, match="FileSource.path .* has no .csv or .parquet file"):
+        FileSource(tmp_path)
+
+
+def test_file_of_another_format_is_rejected(tmp_path: Path):
+    (tmp_path / "prices.json").write_text("{}")
+    with pytest.raises(ValueError, match=r"FileSource\.path must be a \.csv/\.parquet file"):
+        FileSource(tmp_path / "prices.json")
+
+
+def test_two_files_for_one_symbol_are_rejected(prices: Path):
+    write(prices / "ACME.parquet", ohlcv())
+    with pytest.raises(ValueError, match="one file per symbol, not two for 'ACME'"):
+        FileSource(prices)
+
+
+def test_bad_universe_path_is_rejected(prices: Path, tmp_path: Path):
+    with pytest.raises(ValueError, match=r"FileSource\.universe_path .*does not exist"):
+        FileSource(prices, universe_path=tmp_path / "nowhere.csv")
+    (tmp_path / "meta.csv").write_text("ticker,name\nACME,Acme\n")
+    with pytest.raises(ValueError, match=r"FileSource\.universe_path is unusable: .*meta\.csv: "
+                                         r"column 'symbol' is missing \(columns: ticker, name\)"):
+        FileSource(prices, universe_path=tmp_path / "meta.csv")
+    (tmp_path / "meta.csv").write_text("symbol,market_cap\nACME,big\n")
+    with pytest.raises(ValueError, match="column 'market_cap' has a non-numeric value 'big'"):
+        FileSource(prices, universe_path=tmp_path / "meta.csv")
+
+
+# --- caching, threads, pickling --------------------------------------------------------------
+
+
+def test_bars_are_cached_and_read_only(prices: Path):
+    source = FileSource(prices)
+    bars = source.bars("ACME")
+    assert source.bars("ACME") is bars
+    with pytest.raises(ValueError, match="read-only"):
+        bars.close[0] = 0.0
+
+
+def test_concurrent_reads_share_one_result(prices: Path, no_thread_leaks):
+    source = FileSource(prices)
+    results: list[tuple[str, object]] = []
+    lock = threading.Lock()
+    start = threading.Barrier(8)
+
+    def read():
+        start.wait()
+        for symbol in ("ACME", "BETA", "GAMMA"):
+            bars = source.bars(symbol)
+            with lock:
+                results.append((symbol, bars))
+
+    threads = [threading.Thread(target=read) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 24
+    for symbol, bars in results:
+        assert bars is source.bars(symbol)
+
+
+@pytest.mark.parametrize("loaded", [False, True])
+def test_pickle_round_trip(prices: Path, tmp_path: Path, loaded: bool):
+    meta = write(tmp_path / "meta.csv", pd.DataFrame({"symbol": ["ACME"], "sector": ["Energy"]}))
+    source = FileSource(prices, universe_path=meta, name="mine")
+    if loaded:
+        source.universe()
+    state = source.__getstate__()
+    assert not {"_lock", "_cache", "_table", "_table_lock"} & set(state)
+    clone = pickle.loads(pickle.dumps(source))
+    assert repr(clone) == repr(source)
+    pd.testing.assert_frame_equal(clone.universe(), source.universe())
+    assert_bars_equal(clone.bars("BETA"), ohlcv(seed=1))

@@ -1,0 +1,379 @@
+"""Tests for the message contract: builders, JSON safety, validation and JSON round trips."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import re
+from collections import OrderedDict
+from datetime import datetime, timedelta, timezone
+from types import MappingProxyType
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from technic_panel.messages import (
+    MESSAGE_TYPES,
+    SIGNALS,
+    MessageError,
+    error_message,
+    final_message,
+    from_json,
+    json_safe,
+    make_message,
+    progress_message,
+    result_message,
+    to_json,
+    update_message,
+    utc_timestamp,
+    validate_data,
+    validate_message,
+)
+
+TS = "2024-01-15T10:30:45.123Z"
+RESULT = {
+    "symbol": "AAPL", "signal": "BUY", "tech_rating": 85.2, "alpha_score": 0.78,
+    "priority_tier": "high", "batch_number": 1, "position": 3,
+    "total_processed": 15, "total_remaining": 85,
+}
+DATA = {
+    "result": RESULT,
+    "update": RESULT,
+    "progress": {"processed": 3, "total": 10},
+    "error": {"symbol": "MSFT", "message": "no data"},
+    "final": {"status": "completed", "reason": None, "count": 3, "elapsed": 1.5},
+}
+BUILDERS = {
+    "result": result_message,
+    "update": update_message,
+    "progress": progress_message,
+    "error": error_message,
+    "final": final_message,
+}
+
+
+def good(type_: str = "result", **data_changes) -> dict:
+    data = {**DATA[type_], **data_changes}
+    return make_message(type_, data, scan_id="scan_1", seq=7, timestamp=TS)
+
+
+def without(mapping: dict, key: str) -> dict:
+    return {name: value for name, value in mapping.items() if name != key}
+
+
+# --- constants and timestamps -------------------------------------------------------------
+
+def test_constants():
+    assert MESSAGE_TYPES == ("result", "update", "progress", "error", "final")
+    assert SIGNALS == ("STRONG_BUY", "BUY", "HOLD", "SELL", "STRONG_SELL")
+
+
+def test_utc_timestamp_formats_milliseconds_and_z():
+    assert utc_timestamp(datetime(2024, 1, 15, 10, 30, 45, 123999)) == TS
+    assert utc_timestamp(datetime(2024, 1, 15, 10, 30, 45)) == "2024-01-15T10:30:45.000Z"
+
+
+def test_utc_timestamp_converts_aware_times_to_utc():
+    paris = timezone(timedelta(hours=1))
+    assert utc_timestamp(datetime(2024, 1, 15, 11, 30, 45, 123000, tzinfo=paris)) == TS
+
+
+def test_utc_timestamp_defaults_to_now():
+    before = datetime.now(timezone.utc).replace(microsecond=0)
+    stamp = utc_timestamp()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", stamp)
+    parsed = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+    assert before <= parsed <= datetime.now(timezone.utc)
+
+
+# --- builders --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("type_", MESSAGE_TYPES)
+def test_builders_make_valid_messages(type_):
+    msg = BUILDERS[type_](DATA[type_], scan_id="scan_1", seq=3, timestamp=TS)
+    assert msg == {
+        "type": type_,
+        "data": DATA[type_],
+        "metadata": {"timestamp": TS, "scan_id": "scan_1", "seq": 3,
+                     "is_final": type_ == "final"},
+    }
+    assert validate_message(msg) is msg
+
+
+def test_make_message_stamps_now_by_default():
+    msg = make_message("progress", {"processed": 0, "total": 1}, scan_id="s", seq=1)
+    assert validate_message(msg)["metadata"]["timestamp"].endswith("Z")
+
+
+def test_make_message_copies_data():
+    data = {"symbol": "A", "nested": {"x": [1, 2]}}
+    msg = make_message("error", {**data, "message": "m"}, scan_id="s", seq=1)
+    msg["data"]["nested"]["x"].append(3)
+    assert data["nested"]["x"] == [1, 2]
+
+
+def test_make_message_rejects_unknown_type():
+    with pytest.raises(MessageError, match=r"^message\.type must be one of result, update, "
+                                           r"progress, error, final, not 'bogus'$"):
+        make_message("bogus", {}, scan_id="s", seq=1)
+
+
+# --- JSON safety ------------------------------------------------------------------------------
+
+def test_make_message_makes_numpy_and_nan_json_safe():
+    data = {
+        **RESULT,
+        "tech_rating": np.float64(85.5), "position": np.int64(3), "flag": np.bool_(True),
+        "name": np.str_("Apple"), "rsi": float("nan"), "macd": np.float32("nan"),
+        "high": float("inf"), "low": -np.inf,
+        "nested": {"values": [np.float64(1.5), float("nan"), (np.int32(2), float("-inf"))],
+                   7: {"deep": np.nan}},
+        "array": np.array([1.0, np.nan, 3.0]),
+    }
+    msg = make_message("result", data, scan_id="s", seq=1, timestamp=TS)
+    got = msg["data"]
+    assert got["tech_rating"] == 85.5 and type(got["tech_rating"]) is float
+    assert got["position"] == 3 and type(got["position"]) is int
+    assert got["flag"] is True
+    assert got["name"] == "Apple" and type(got["name"]) is str
+    assert got["rsi"] is None and got["macd"] is None
+    assert got["high"] is None and got["low"] is None
+    assert got["nested"] == {"values": [1.5, None, [2, None]], "7": {"deep": None}}
+    assert got["array"] == [1.0, None, 3.0]
+    assert json.loads(to_json(msg)) == msg
+    validate_message(msg)
+
+
+def test_json_safe_keeps_plain_values():
+    value = {"a": [1, "x", None, True, 2.5], "b": OrderedDict(c=1)}
+    assert json_safe(value) == {"a": [1, "x", None, True, 2.5], "b": {"c": 1}}
+
+
+@pytest.mark.parametrize(
+    ("value", "path"),
+    [
+        ({"when": datetime(2024, 1, 1)}, "message.data.when"),
+        ({"outer": {"tags": {"a", "b"}}}, "message.data.outer.tags"),
+        ({"values": [1, object()]}, "message.data.values[1]"),
+        ({"day": np.datetime64("2024-01-01", "D")}, "message.data.day"),
+    ],
+)
+def test_json_safe_names_the_path_of_unsupported_values(value, path):
+    with pytest.raises(MessageError, match=rf"^{re.escape(path)} must be JSON data"):
+        make_message("error", {"message": "m", **value}, scan_id="s", seq=1)
+
+
+@settings(deadline=None, max_examples=200)
+@given(st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(max_size=5), children, max_size=4),
+    max_leaves=20,
+))
+def test_json_safe_output_always_serialises_without_nan(value):
+    text = json.dumps(json_safe(value), allow_nan=False)
+    assert "NaN" not in text and "Infinity" not in text
+
+
+# --- validation -----------------------------------------------------------------------------
+
+BAD_FIELDS = [
+    # (type, path within the message, bad value or MISSING, expected words)
+    ("result", "type", "bogus", "one of result, update, progress, error, final"),
+    ("result", "type", None, "one of result"),
+    ("result", "data", [1, 2], "an object"),
+    ("result", "metadata", "meta", "an object"),
+    ("result", "metadata.seq", 0, "an integer >= 1"),
+    ("result", "metadata.seq", -3, "an integer >= 1"),
+    ("result", "metadata.seq", 1.0, "an integer >= 1"),
+    ("result", "metadata.seq", True, "an integer >= 1"),
+    ("result", "metadata.seq", "7", "an integer >= 1"),
+    ("result", "metadata.scan_id", "", "a non-empty string"),
+    ("result", "metadata.scan_id", 12, "a non-empty string"),
+    ("result", "metadata.timestamp", "2024-01-15 10:30:45Z", "an ISO-8601 UTC time"),
+    ("result", "metadata.timestamp", "2024-01-15T10:30:45.123", "an ISO-8601 UTC time"),
+    ("result", "metadata.timestamp", "2024-01-15T10:30:45.12Z", "an ISO-8601 UTC time"),
+    ("result", "metadata.timestamp", "2024-13-15T10:30:45.123Z", "an ISO-8601 UTC time"),
+    ("result", "metadata.timestamp", "2024-01-15T10:30:45+00:00", "an ISO-8601 UTC time"),
+    ("result", "metadata.timestamp", 1705314645, "an ISO-8601 UTC time"),
+    ("result", "metadata.is_final", 0, "a boolean"),
+    ("result", "metadata.is_final", "false", "a boolean"),
+    ("result", "data.symbol", "", "a non-empty string"),
+    ("result", "data.symbol", None, "a non-empty string"),
+    ("result", "data.signal", "buy", "one of STRONG_BUY, BUY, HOLD, SELL, STRONG_SELL"),
+    ("result", "data.signal", ["BUY"], "one of STRONG_BUY"),
+    ("result", "data.tech_rating", 120.5, "a number in [0, 100]"),
+    ("result", "data.tech_rating", -0.1, "a number in [0, 100]"),
+    ("result", "data.tech_rating", None, "a number in [0, 100]"),
+    ("result", "data.tech_rating", "85", "a number in [0, 100]"),
+    ("result", "data.tech_rating", True, "a number in [0, 100]"),
+    ("result", "data.tech_rating", float("nan"), "a number in [0, 100]"),
+    ("result", "data.alpha_score", 1.5, "a number in [0, 1]"),
+    ("result", "data.alpha_score", float("inf"), "a number in [0, 1]"),
+    ("update", "data.alpha_score", -1, "a number in [0, 1]"),
+    ("update", "data.priority_tier", "urgent", "one of high, medium, low"),
+    ("update", "data.priority_tier", None, "one of high, medium, low"),
+    ("result", "data.position", -1, "an integer >= 0"),
+    ("result", "data.total_processed", 1.5, "an integer >= 0"),
+    ("result", "data.total_remaining", "3", "an integer >= 0"),
+    ("error", "data.message", None, "a string"),
+    ("error", "data.message", 404, "a string"),
+    ("final", "data.status", "done", "one of completed, stopped, terminated, failed"),
+    ("final", "data.reason", 3, "a string or None"),
+    ("progress", "data.processed", -1, "an integer >= 0"),
+    ("progress", "data.total", 2.0, "an integer >= 0"),
+]
+
+
+def replace_at(msg: dict, path: str, value) -> dict:
+    msg = copy.deepcopy(msg)
+    *parents, key = path.split(".")
+    target = msg
+    for parent in parents:
+        target = target[parent]
+    target[key] = value
+    return msg
+
+
+def delete_at(msg: dict, path: str) -> dict:
+    msg = copy.deepcopy(msg)
+    *parents, key = path.split(".")
+    target = msg
+    for parent in parents:
+        target = target[parent]
+    del target[key]
+    return msg
+
+
+@pytest.mark.parametrize(("type_", "path", "value", "expected"), BAD_FIELDS)
+def test_validate_names_the_bad_field(type_, path, value, expected):
+    msg = replace_at(good(type_), path, value)
+    with pytest.raises(MessageError) as info:
+        validate_message(msg)
+    text = str(info.value)
+    assert text.startswith(f"message.{path} must be {expected}")
+    assert text.endswith(f", not {value!r}")
+
+
+REQUIRED = [
+    ("result", "type"), ("result", "data"), ("result", "metadata"),
+    ("result", "metadata.seq"), ("result", "metadata.scan_id"),
+    ("result", "metadata.timestamp"), ("result", "metadata.is_final"),
+    ("result", "data.symbol"), ("result", "data.signal"), ("update", "data.tech_rating"),
+    ("update", "data.alpha_score"), ("error", "data.message"), ("final", "data.status"),
+    ("progress", "data.processed"), ("progress", "data.total"),
+]
+
+
+@pytest.mark.parametrize(("type_", "path"), REQUIRED)
+def test_validate_names_missing_fields(type_, path):
+    with pytest.raises(MessageError, match=rf"^message\.{re.escape(path)} is missing; it must be"):
+        validate_message(delete_at(good(type_), path))
+
+
+@pytest.mark.parametrize("path", ["data.priority_tier", "data.position", "data.total_processed",
+                                  "data.total_remaining", "data.batch_number"])
+def test_optional_result_fields_may_be_absent(path):
+    validate_message(delete_at(good("result"), path))
+
+
+def test_final_reason_may_be_absent_none_or_text():
+    validate_message(delete_at(good("final"), "data.reason"))
+    validate_message(good("final", reason="max_signals reached"))
+    validate_message(good("final", reason=None))
+
+
+@pytest.mark.parametrize(("type_", "is_final"), [("final", False), ("result", True),
+                                                  ("error", True)])
+def test_is_final_must_match_the_type(type_, is_final):
+    msg = replace_at(good(type_), "metadata.is_final", is_final)
+    with pytest.raises(MessageError, match=rf"^message\.metadata\.is_final must be "
+                                           rf"{not is_final} for a '{type_}' message, "
+                                           rf"not {is_final}$"):
+        validate_message(msg)
+
+
+def test_validate_accepts_the_design_example_and_extra_keys():
+    msg = {
+        "type": "result",
+        "data": {**RESULT, "sector": "Technology", "entry": 190.1},
+        "metadata": {"timestamp": "2024-01-15T10:30:45Z", "scan_id": "scan_123",
+                     "seq": 15, "is_final": False, "local": True},
+    }
+    assert validate_message(msg) is msg
+
+
+def test_validate_accepts_boundaries_and_integers():
+    validate_message(good(tech_rating=0, alpha_score=1))
+    validate_message(good(tech_rating=100.0, alpha_score=0.0, position=0))
+
+
+def test_validate_returns_a_dict_for_other_mappings():
+    msg = good()
+    result = validate_message(MappingProxyType(msg))
+    assert type(result) is dict and result == msg
+
+
+@pytest.mark.parametrize("value", [None, [1], "text", 3])
+def test_validate_rejects_non_objects(value):
+    expected = f"message must be an object, not {value!r}"
+    with pytest.raises(MessageError, match=f"^{re.escape(expected)}$"):
+        validate_message(value)
+
+
+def test_validate_data_checks_type_and_object():
+    validate_data("progress", {"processed": 1, "total": 2})
+    with pytest.raises(MessageError, match=r"^message\.type must be one of"):
+        validate_data("nope", {})
+    with pytest.raises(MessageError, match=r"^message\.data must be an object, not \[\]$"):
+        validate_data("error", [])
+    with pytest.raises(MessageError, match=r"^row\.message is missing"):
+        validate_data("error", {}, path="row")
+
+
+# --- JSON ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("type_", MESSAGE_TYPES)
+def test_json_round_trip(type_):
+    msg = good(type_)
+    text = to_json(msg)
+    assert ": " not in text and ", " not in text
+    assert from_json(text) == msg
+    assert from_json(text.encode()) == msg
+
+
+def test_to_json_refuses_nan_and_objects():
+    with pytest.raises(MessageError, match="cannot be written as JSON: Out of range float"):
+        to_json(replace_at(good(), "data.rsi", math.nan))
+    with pytest.raises(MessageError, match="cannot be written as JSON: Object of type object"):
+        to_json(replace_at(good(), "data.rsi", object()))
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("", "message is not valid JSON: Expecting value: line 1 column 1"),
+        ('{"type": "result",', "message is not valid JSON: Expecting property name"),
+        ("{'type': 1}", "message is not valid JSON: Expecting property name enclosed"),
+        ('{"a": NaN}', "message is not valid JSON: NaN is not a JSON number"),
+        ('{"a": -Infinity}', "message is not valid JSON: -Infinity is not a JSON number"),
+        (b"\xff\xfe{", "message is not valid JSON"),
+        ("[1, 2]", "message must be an object, not [1, 2]"),
+        ('{"type": "result"}', "message.data is missing"),
+    ],
+)
+def test_from_json_rejects_bad_text(text, words):
+    with pytest.raises(MessageError) as info:
+        from_json(text)
+    assert str(info.value).startswith(words)
+
+
+def test_from_json_validates_fields():
+    text = to_json(good()).replace('"tech_rating":85.2', '"tech_rating":120.5')
+    with pytest.raises(MessageError, match=r"^message\.data\.tech_rating must be a number in "
+                                           r"\[0, 100\], not 120\.5$"):
+        from_json(text)
+

@@ -1,0 +1,715 @@
+"""Tests for ResultStreamer and Subscription: numbering, batching, dedup, replay, ending."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import random
+import threading
+import time
+
+import numpy as np
+import pytest
+from conftest import wait_until
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from technic_panel.messages import MessageError, validate_message
+from technic_panel.streaming import ResultStreamer, StreamClosed, StreamEnded, Subscription
+
+SUMMARY = {"status": "completed", "reason": None, "count": 0, "elapsed": 0.1}
+
+
+class FakeClock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def result(symbol: str = "AAPL", rating: float = 85.0, **extra) -> dict:
+    return {"symbol": symbol, "signal": "BUY", "tech_rating": rating, "alpha_score": 0.5, **extra}
+
+
+def seqs(msgs: list[dict]) -> list[int]:
+    return [msg["metadata"]["seq"] for msg in msgs]
+
+
+def types(msgs: list[dict]) -> list[str]:
+    return [msg["type"] for msg in msgs]
+
+
+def drain(sub: Subscription) -> list[dict]:
+    """Everything the subscription has now, until it ends or runs dry."""
+    got = []
+    while True:
+        try:
+            batch = sub.get_batch(timeout=0)
+        except StreamEnded:
+            return got
+        if not batch:
+            return got
+        got.extend(batch)
+
+
+def make_streamer(**options) -> tuple[ResultStreamer, FakeClock]:
+    clock = FakeClock()
+    options = {"batch_size": 1000, "flush_interval": 1.0, **options}
+    return ResultStreamer("scan_1", clock=clock, **options), clock
+
+
+# --- construction ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("option", "value", "words"),
+    [
+        ("scan_id", "", "ResultStreamer.scan_id must be a non-empty string, not ''"),
+        ("scan_id", 12, "ResultStreamer.scan_id must be a non-empty string, not 12"),
+        ("batch_size", 0, "ResultStreamer.batch_size must be an integer >= 1, not 0"),
+        ("batch_size", 2.0, "ResultStreamer.batch_size must be an integer >= 1, not 2.0"),
+        ("batch_size", True, "ResultStreamer.batch_size must be an integer >= 1, not True"),
+        ("flush_interval", -0.1, "ResultStreamer.flush_interval must be a finite number >= 0"),
+        ("flush_interval", float("nan"), "ResultStreamer.flush_interval must be a finite"),
+        ("flush_interval", float("inf"), "ResultStreamer.flush_interval must be a finite"),
+        ("flush_interval", "0.1", "ResultStreamer.flush_interval must be a finite number"),
+        ("flush_interval", False, "ResultStreamer.flush_interval must be a finite number"),
+        ("max_retained", 0, "ResultStreamer.max_retained must be an integer >= 1, not 0"),
+        ("clock", 3.0, "ResultStreamer.clock must be callable, not 3.0"),
+    ],
+)
+def test_constructor_rejects_bad_settings(option, value, words):
+    options = {"scan_id": "scan_1", option: value}
+    with pytest.raises(ValueError, match=f"^{words.replace('.', r'[.]')}"):
+        ResultStreamer(**options)
+
+
+def test_repr_shows_state():
+    streamer, _ = make_streamer()
+    sub = streamer.subscribe()
+    streamer.add_result(result())
+    assert repr(streamer) == ("<ResultStreamer scan_id='scan_1' last_seq=0 pending=1 "
+                              "subscribers=1 finished=False closed=False>")
+    streamer.finish(SUMMARY)
+    assert repr(streamer).endswith("last_seq=2 pending=0 subscribers=1 finished=True closed=False>")
+    assert repr(sub) == "<Subscription scan_id='scan_1' last_seq=0 ended=False>"
+
+
+# --- numbering ------------------------------------------------------------------------------
+
+def test_every_message_gets_the_next_seq_and_valid_metadata():
+    streamer, _ = make_streamer()
+    returned = [
+        streamer.add_result(result("AAPL")),
+        streamer.add_progress({"processed": 1, "total": 3}),
+        streamer.add_error({"symbol": "MSFT", "message": "no data"}),
+        streamer.add_result(result("AAPL", 90.0)),
+        streamer.finish(SUMMARY),
+    ]
+    msgs = streamer.messages_since(0)
+    assert returned == seqs(msgs) == [1, 2, 3, 4, 5]
+    assert types(msgs) == ["result", "progress", "error", "update", "final"]
+    for msg in msgs:
+        assert validate_message(msg) is msg
+        assert msg["metadata"]["scan_id"] == "scan_1"
+    assert [msg["metadata"]["is_final"] for msg in msgs] == [False] * 4 + [True]
+    assert streamer.last_seq == 5 and streamer.first_retained_seq == 1
+
+
+@pytest.mark.parametrize(
+    ("add", "data", "words"),
+    [
+        ("add_result", result(rating=120.5), r"message\.data\.tech_rating must be a number"),
+        ("add_result", result(symbol=""), r"message\.data\.symbol must be a non-empty string"),
+        ("add_error", {"symbol": "A"}, r"message\.data\.message is missing"),
+        ("add_progress", {"processed": -1, "total": 2}, r"message\.data\.processed must be"),
+        ("finish", {"status": "done"}, r"message\.data\.status must be one of completed"),
+        ("add_result", "AAPL", r"message\.data must be an object, not 'AAPL'"),
+    ],
+)
+def test_invalid_data_is_rejected_without_taking_a_seq(add, data, words):
+    streamer, _ = make_streamer()
+    with pytest.raises(MessageError, match=words):
+        getattr(streamer, add)(data)
+    assert not streamer.finished
+    assert streamer.add_result(result()) == 1
+
+
+def test_nan_and_numpy_values_are_made_json_safe():
+    streamer, _ = make_streamer(flush_interval=0)
+    streamer.add_result(result(rating=np.float64(70.0), rsi=float("nan")))
+    (msg,) = streamer.messages_since(0)
+    assert msg["data"]["tech_rating"] == 70.0 and msg["data"]["rsi"] is None
+
+
+# --- batching -------------------------------------------------------------------------------
+
+def test_nothing_is_published_before_batch_size():
+    streamer, _ = make_streamer(batch_size=3)
+    streamer.add_result(result("A"))
+    streamer.add_result(result("B"))
+    assert streamer.messages_since(0) == [] and streamer.last_seq == 0
+    streamer.add_result(result("C"))
+    assert seqs(streamer.messages_since(0)) == [1, 2, 3]
+
+
+def test_nothing_is_published_before_flush_interval():
+    streamer, clock = make_streamer(flush_interval=1.0)
+    streamer.add_result(result("A"))
+    clock.advance(0.5)
+    streamer.add_result(result("B"))
+    clock.advance(0.49)
+    assert streamer.messages_since(0) == []
+    clock.advance(0.01)
+    assert seqs(streamer.messages_since(0)) == [1, 2]
+    streamer.add_result(result("C"))
+    clock.advance(0.99)
+    assert streamer.last_seq == 2
+    clock.advance(0.01)
+    assert streamer.last_seq == 3
+
+
+def test_producers_publish_overdue_messages_when_they_add():
+    streamer, clock = make_streamer(flush_interval=1.0)
+    streamer.add_result(result("A"))
+    clock.advance(1.0)
+    assert "pending=1" in repr(streamer)
+    streamer.add_result(result("B"))
+    assert "last_seq=2 pending=0" in repr(streamer)
+
+
+def test_zero_flush_interval_publishes_every_message():
+    streamer, _ = make_streamer(flush_interval=0)
+    streamer.add_result(result("A"))
+    assert "last_seq=1 pending=0" in repr(streamer)
+
+
+def test_high_priority_result_publishes_at_once_keeping_order():
+    streamer, _ = make_streamer()
+    streamer.add_result(result("A", priority_tier="low"))
+    streamer.add_error({"message": "boom"})
+    streamer.add_result(result("B", priority_tier="medium"))
+    assert streamer.last_seq == 0
+    streamer.add_result(result("C", priority_tier="high"))
+    assert seqs(streamer.messages_since(0)) == [1, 2, 3, 4]
+    streamer.add_result(result("A", 60.0, priority_tier="high"))
+    assert types(streamer.messages_since(4)) == ["update"]
+
+
+def test_flush_publishes_everything_pending():
+    streamer, _ = make_streamer()
+    streamer.flush()
+    assert streamer.last_seq == 0
+    streamer.add_progress({"processed": 0, "total": 9})
+    streamer.add_progress({"processed": 1, "total": 9})
+    streamer.flush()
+    assert seqs(streamer.messages_since(0)) == [1, 2]
+
+
+def test_final_always_flushes():
+    streamer, _ = make_streamer()
+    streamer.add_result(result("A"))
+    assert streamer.finish(SUMMARY) == 2
+    assert types(streamer.messages_since(0)) == ["result", "final"]
+
+
+def test_waiting_consumer_flushes_at_the_deadline_without_a_producer(no_thread_leaks):
+    streamer, clock = make_streamer(flush_interval=0.02)
+    sub = streamer.subscribe()
+    got = []
+    consumer = threading.Thread(target=lambda: got.append(sub.get(timeout=30)))
+    consumer.start()
+    time.sleep(0.02)  # most likely the consumer now waits with nothing pending
+    streamer.add_result(result("A"))
+    # A negative check cannot be polled for: give the consumer time to re-check the
+    # (frozen) deadline a few times, and see that it publishes nothing early.
+    time.sleep(0.05)
+    assert got == [] and "pending=1" in repr(streamer)
+    clock.advance(0.02)
+    wait_until(lambda: got)  # within 5 s, far sooner than the consumer's own timeout
+    consumer.join(timeout=10)
+    assert seqs(got) == [1]
+
+
+# --- dedup ----------------------------------------------------------------------------------
+
+def test_result_then_update_then_identical_dropped():
+    streamer, _ = make_streamer(flush_interval=0)
+    assert streamer.add_result(result("AAPL", 80.0, position=1, total_processed=1)) == 1
+    same = result("AAPL", 80.0, position=7, total_processed=9, total_remaining=3)
+    assert streamer.add_result(same) is None
+    assert streamer.add_result(result("AAPL", 81.0)) == 2
+    assert streamer.add_result(result("AAPL", 81.0)) is None
+    assert streamer.add_result(result("MSFT", 81.0)) == 3
+    assert streamer.add_result(result("AAPL", 81.0, sector="Tech")) == 4
+    msgs = streamer.messages_since(0)
+    assert [(m["type"], m["data"]["symbol"]) for m in msgs] == [
+        ("result", "AAPL"), ("update", "AAPL"), ("result", "MSFT"), ("update", "AAPL")]
+    assert msgs[1]["data"]["tech_rating"] == 81.0
+    assert streamer.result_count == 2
+
+
+def test_repeated_nan_values_count_as_identical():
+    streamer, _ = make_streamer()
+    assert streamer.add_result(result("A", rsi=float("nan"))) == 1
+    assert streamer.add_result(result("A", rsi=float("nan"))) is None
+
+
+# --- replay and retention -------------------------------------------------------------------
+
+def publish(streamer: ResultStreamer, count: int, start: int = 0) -> None:
+    for index in range(start, start + count):
+        streamer.add_result(result(f"S{index}", priority_tier="high"))
+
+
+def test_late_subscriber_and_since_replay_exactly_once():
+    streamer, _ = make_streamer()
+    publish(streamer, 5)
+    late = streamer.subscribe(since=2)
+    everything = streamer.subscribe()
+    assert seqs(drain(late)) == [3, 4, 5] and late.last_seq == 5
+    publish(streamer, 2, start=5)
+    streamer.finish(SUMMARY)
+    assert seqs(drain(late)) == [6, 7, 8]
+    assert seqs(drain(everything)) == list(range(1, 9))
+    resumed = drain(streamer.subscribe(since=6))
+    assert seqs(resumed) == [7, 8] and types(resumed) == ["result", "final"]
+
+
+def test_reconnect_with_last_seen_seq_resumes_exactly():
+    streamer, _ = make_streamer()
+    publish(streamer, 6)
+    first = streamer.subscribe()
+    seen = [first.get(timeout=0), first.get(timeout=0)]
+    first.close()
+    again = streamer.subscribe(since=seen[-1]["metadata"]["seq"])
+    streamer.finish(SUMMARY)
+    assert seqs(seen + drain(again)) == list(range(1, 8))
+
+
+def test_messages_since_with_limit():
+    streamer, _ = make_streamer()
+    publish(streamer, 5)
+    assert seqs(streamer.messages_since(1, limit=2)) == [2, 3]
+    assert seqs(streamer.messages_since(4, limit=3)) == [5]
+    assert streamer.messages_since(5) == []
+
+
+@pytest.mark.parametrize("bad", [-1, 6, 1.0, True, None])
+def test_cursor_must_be_an_integer_up_to_last_seq(bad):
+    streamer, _ = make_streamer()
+    publish(streamer, 5)
+    words = rf"ResultStreamer\.since must be an integer in \[0, last_seq=5\], not {bad!r}"
+    with pytest.raises(ValueError, match=f"^{words}$"):
+        streamer.subscribe(since=bad)
+    with pytest.raises(ValueError, match=r"^ResultStreamer\.seq must be an integer in"):
+        streamer.messages_since(bad)
+
+
+@pytest.mark.parametrize("bad", [0, -2, 1.5])
+def test_limits_must_be_positive(bad):
+    streamer, _ = make_streamer()
+    with pytest.raises(ValueError, match=r"^ResultStreamer\.messages_since\.limit must be None"):
+        streamer.messages_since(0, limit=bad)
+    with pytest.raises(ValueError, match=r"^Subscription\.get_batch\.max_items must be None"):
+        streamer.subscribe().get_batch(timeout=0, max_items=bad)
+
+
+def test_retention_evicts_oldest_and_reports_behind_window():
+    streamer, _ = make_streamer(max_retained=3)
+    sub = streamer.subscribe()
+    publish(streamer, 10)
+    assert streamer.first_retained_seq == 8 and streamer.last_seq == 10
+    behind = sub.get(timeout=0)
+    assert behind["type"] == "error"
+    assert behind["data"]["code"] == "behind_window"
+    assert behind["data"]["resume_from"] == 8
+    assert "messages 1 to 7" in behind["data"]["message"]
+    assert behind["metadata"]["local"] is True and behind["metadata"]["seq"] == 7
+    assert validate_message(behind) is behind
+    assert seqs(drain(sub)) == [8, 9, 10]
+    assert types(streamer.messages_since(2)) == ["error"]
+    assert seqs(streamer.messages_since(7)) == [8, 9, 10]
+    assert "local" not in streamer.messages_since(7)[0]["metadata"]
+
+
+def test_subscriber_falling_behind_mid_stream_gets_one_error_then_continues():
+    streamer, _ = make_streamer(max_retained=4)
+    publish(streamer, 2)
+    sub = streamer.subscribe()
+    assert seqs([sub.get(timeout=0)]) == [1]
+    publish(streamer, 10, start=2)
+    got = drain(sub)
+    assert [(m["type"], m["metadata"]["seq"]) for m in got] == [
+        ("error", 8), ("result", 9), ("result", 10), ("result", 11), ("result", 12)]
+
+
+def test_final_is_always_retained():
+    streamer, _ = make_streamer(max_retained=1)
+    publish(streamer, 4)
+    streamer.finish(SUMMARY)
+    assert streamer.first_retained_seq == 5
+    got = drain(streamer.subscribe())
+    assert [(m["type"], m["metadata"]["seq"]) for m in got] == [("error", 4), ("final", 5)]
+
+
+def test_vanished_subscriber_is_forgotten_and_blocks_nothing():
+    streamer, _ = make_streamer(max_retained=10)
+    streamer.subscribe()
+    gc.collect()
+    publish(streamer, 100)
+    assert "subscribers=0" in repr(streamer)
+    assert len(streamer.messages_since(90)) == 10
+
+
+# --- finishing and closing ------------------------------------------------------------------
+
+def test_finish_is_idempotent_and_ends_the_stream():
+    streamer, _ = make_streamer()
+    sub = streamer.subscribe()
+    streamer.add_result(result("A"))
+    assert streamer.finish(SUMMARY) == 2
+    assert streamer.finish({"status": "failed"}) == 2
+    assert streamer.finish("not even a mapping") == 2
+    assert streamer.finished
+    with pytest.raises(StreamClosed, match=r"scan 'scan_1' is finished \(final seq 2\)"):
+        streamer.add_result(result("B"))
+    with pytest.raises(StreamClosed):
+        streamer.add_progress({"processed": 1, "total": 1})
+    got = drain(sub)
+    assert types(got) == ["result", "final"]
+    assert got[-1]["data"] == SUMMARY
+    with pytest.raises(StreamEnded, match="subscription to scan 'scan_1' has ended at seq 2"):
+        sub.get(timeout=0)
+
+
+def test_close_publishes_pending_refuses_adds_and_ends_subscriptions(no_thread_leaks):
+    streamer, _ = make_streamer()
+    sub = streamer.subscribe()
+    outcome = []
+
+    def consume():
+        try:
+            while True:
+                outcome.append(sub.get())
+        except StreamEnded:
+            outcome.append("ended")
+
+    consumer = threading.Thread(target=consume)
+    consumer.start()
+    streamer.add_result(result("A"))
+    streamer.close()
+    streamer.close()
+    consumer.join(timeout=10)
+    assert seqs(outcome[:-1]) == [1] and outcome[-1] == "ended"
+    with pytest.raises(StreamClosed, match="the stream is closed"):
+        streamer.add_error({"message": "late"})
+    with pytest.raises(StreamClosed, match="the stream is closed"):
+        streamer.finish(SUMMARY)
+    assert not streamer.finished
+    assert seqs(list(streamer.subscribe())) == [1]
+
+
+def test_subscription_starting_at_the_final_ends_at_once():
+    streamer, _ = make_streamer()
+    final_seq = streamer.finish(SUMMARY)
+    sub = streamer.subscribe(since=final_seq)
+    with pytest.raises(StreamEnded):
+        sub.get(timeout=0)
+
+
+def test_close_after_finish_keeps_the_final():
+    streamer, _ = make_streamer()
+    streamer.finish(SUMMARY)
+    streamer.close()
+    assert streamer.finish(SUMMARY) == 1
+    assert types(list(streamer.subscribe())) == ["final"]
+
+
+# --- subscriptions --------------------------------------------------------------------------
+
+def test_get_returns_none_on_timeout_and_get_batch_empty():
+    streamer, _ = make_streamer()
+    sub = streamer.subscribe()
+    assert sub.get(timeout=0.01) is None
+    assert sub.get(timeout=0) is None
+    assert sub.get_batch(timeout=0.01) == []
+
+
+def test_get_batch_returns_what_is_available_up_to_max_items():
+    streamer, _ = make_streamer()
+    sub = streamer.subscribe()
+    publish(streamer, 5)
+    assert seqs(sub.get_batch(timeout=0, max_items=2)) == [1, 2]
+    assert seqs(sub.get_batch(timeout=0)) == [3, 4, 5]
+    streamer.finish(SUMMARY)
+    assert types(sub.get_batch()) == ["final"]
+    with pytest.raises(StreamEnded):
+        sub.get_batch(timeout=0)
+
+
+def test_blocking_get_wakes_on_publish(no_thread_leaks):
+    streamer, _ = make_streamer()
+    sub = streamer.subscribe()
+    got = []
+    consumer = threading.Thread(target=lambda: got.append(sub.get(timeout=10)))
+    consumer.start()
+    streamer.add_result(result("A", priority_tier="high"))
+    wait_until(lambda: got)
+    consumer.join(timeout=10)
+    assert seqs(got) == [1]
+
+
+def test_iteration_ends_after_final(no_thread_leaks):
+    streamer, _ = make_streamer()
+    sub = streamer.subscribe()
+    got = []
+    consumer = threading.Thread(target=lambda: got.extend(sub))
+    consumer.start()
+    publish(streamer, 3)
+    streamer.finish(SUMMARY)
+    consumer.join(timeout=10)
+    assert seqs(got) == [1, 2, 3, 4] and got[-1]["type"] == "final"
+    assert list(sub) == []
+
+
+def test_subscription_close_unhooks_and_wakes_a_blocked_reader(no_thread_leaks):
+    streamer, _ = make_streamer()
+    sub = streamer.subscribe()
+    outcome = []
+
+    def consume():
+        try:
+            sub.get()
+        except StreamEnded as exc:
+            outcome.append(exc)
+
+    consumer = threading.Thread(target=consume)
+    consumer.start()
+    sub.close()
+    sub.close()
+    consumer.join(timeout=10)
+    assert len(outcome) == 1
+    assert "subscribers=0" in repr(streamer)
+    assert repr(sub).endswith("ended=True>")
+    with pytest.raises(StreamEnded):
+        sub.get(timeout=0)
+
+
+# --- asyncio --------------------------------------------------------------------------------
+
+def test_async_iteration_receives_everything_from_producer_threads(no_thread_leaks):
+    streamer = ResultStreamer("scan_async", batch_size=4, flush_interval=0.01)
+
+    def produce():
+        for index in range(30):
+            streamer.add_result(result(f"S{index}", priority_tier="high" if index % 7 else "low"))
+            time.sleep(0.001)
+        streamer.finish(SUMMARY)
+
+    async def consume():
+        sub = streamer.subscribe()
+        producer = threading.Thread(target=produce)
+        producer.start()
+        got = [msg async for msg in sub]
+        producer.join(timeout=10)
+        return got, [msg async for msg in sub]
+
+    got, after = asyncio.run(consume())
+    assert seqs(got) == list(range(1, 32)) and got[-1]["type"] == "final"
+    assert after == []
+
+
+def test_async_waiter_flushes_at_the_deadline():
+    streamer = ResultStreamer("scan_async", batch_size=100, flush_interval=0.02)
+
+    async def consume():
+        sub = streamer.subscribe()
+        task = asyncio.ensure_future(sub.__anext__())
+        await asyncio.sleep(0)  # the task now waits, with nothing pending
+        assert not task.done()
+        streamer.add_result(result("A"))
+        return await asyncio.wait_for(task, timeout=5)
+
+    assert asyncio.run(consume())["metadata"]["seq"] == 1
+
+
+def test_async_iteration_ends_when_streamer_closes(no_thread_leaks):
+    streamer = ResultStreamer("scan_async")
+
+    async def consume():
+        sub = streamer.subscribe()
+        asyncio.get_running_loop().call_later(0.01, streamer.close)
+        return [msg async for msg in sub]
+
+    assert asyncio.run(consume()) == []
+
+
+def test_cancelled_async_waiter_leaves_producers_unaffected():
+    streamer = ResultStreamer("scan_async")
+
+    async def consume():
+        sub = streamer.subscribe()
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(sub.__anext__(), timeout=0.01)
+        streamer.add_result(result("A", priority_tier="high"))
+        return await sub.__anext__()
+
+    assert asyncio.run(consume())["metadata"]["seq"] == 1
+
+
+def test_closed_event_loop_of_a_vanished_async_subscriber_does_not_break_producers():
+    streamer = ResultStreamer("scan_async")
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(streamer.subscribe().__anext__())
+    loop.run_until_complete(asyncio.sleep(0.01))
+    assert not task.done()
+    loop.close()
+    assert streamer.add_result(result("A", priority_tier="high")) == 1
+    assert streamer.last_seq == 1
+
+
+# --- concurrency ----------------------------------------------------------------------------
+
+def check_stream(msgs: list[dict], since: int, final_seq: int) -> None:
+    """Each seq after ``since`` exactly once, in order, ending with the one final."""
+    if since == final_seq:  # joined after the final, with its seq: nothing more to see
+        assert msgs == []
+        return
+    assert seqs(msgs) == list(range(since + 1, final_seq + 1))
+    assert types(msgs).count("final") == 1 and msgs[-1]["type"] == "final"
+    symbols = [m["data"]["symbol"] for m in msgs if m["type"] == "result"]
+    assert len(symbols) == len(set(symbols))
+
+
+def test_stress_many_producers_and_subscribers(no_thread_leaks):
+    streamer = ResultStreamer("stress", batch_size=16, flush_interval=0.002)
+    per_producer, producers, subscribers = 150, 8, 50
+    start = threading.Barrier(producers + 1)
+    returned: list[int | None] = []
+    received: dict[int, tuple[int, list[dict]]] = {}
+
+    def produce(worker: int) -> None:
+        rng = random.Random(worker)
+        start.wait()
+        for index in range(per_producer):
+            symbol = f"P{worker}-{index % 100}"  # a third repeat: updates or duplicates
+            returned.append(streamer.add_result(result(symbol, float(rng.choice([10, 20])))))
+            if index % 25 == 0:
+                returned.append(streamer.add_progress({"processed": index, "total": 150}))
+
+    def consume(name: int, since: int) -> None:
+        sub = streamer.subscribe(since=since)
+        received[name] = (since, list(sub))
+
+    def join_late(name: int) -> None:
+        consume(name, random.Random(name).randint(0, streamer.last_seq))
+
+    threads = [threading.Thread(target=consume, args=(n, 0)) for n in range(subscribers // 2)]
+    threads += [threading.Thread(target=produce, args=(p,)) for p in range(producers)]
+    for thread in threads:
+        thread.start()
+    start.wait()
+    late = [threading.Thread(target=join_late, args=(n,)) for n in range(25, subscribers)]
+    for thread in late:
+        time.sleep(0.001)
+        thread.start()
+    for thread in threads[subscribers // 2:]:  # the producers
+        thread.join(timeout=30)
+    final_seq = streamer.finish(SUMMARY)
+    for thread in threads + late:
+        thread.join(timeout=30)
+    assert len(received) == subscribers
+    added = sorted(seq for seq in returned if seq is not None)
+    assert added + [final_seq] == list(range(1, final_seq + 1))
+    for since, msgs in received.values():
+        check_stream(msgs, since, final_seq)
+
+
+# --- properties -----------------------------------------------------------------------------
+
+SYMBOLS = ("A", "B", "C")
+OPS = st.one_of(
+    st.tuples(st.just("result"), st.sampled_from(SYMBOLS), st.sampled_from([10.0, 20.0]),
+              st.sampled_from(["high", "low", None]), st.integers(0, 3)),
+    st.tuples(st.just("error")),
+    st.tuples(st.just("progress")),
+    st.tuples(st.just("subscribe"), st.floats(0, 1)),
+    st.tuples(st.just("read"), st.integers(0, 9), st.integers(1, 4)),
+    st.tuples(st.just("tick"), st.sampled_from([0.0, 0.4, 1.0])),
+    st.tuples(st.just("flush")),
+    st.tuples(st.just("finish")),
+)
+
+
+def run_ops(streamer: ResultStreamer, clock: FakeClock, ops: list[tuple]) -> list:
+    """Apply ``ops``; return ``[(since, subscription, received)]``."""
+    subs: list = []
+    for op in ops:
+        kind = op[0]
+        if kind == "result" and not streamer.finished:
+            _, symbol, rating, tier, position = op
+            extra = {"position": position} if tier is None else {"priority_tier": tier}
+            streamer.add_result(result(symbol, rating, **extra))
+        elif kind == "error" and not streamer.finished:
+            streamer.add_error({"message": "boom"})
+        elif kind == "progress" and not streamer.finished:
+            streamer.add_progress({"processed": 1, "total": 2})
+        elif kind == "subscribe":
+            since = int(op[1] * streamer.last_seq)
+            subs.append((since, streamer.subscribe(since=since), []))
+        elif kind == "read" and subs:
+            _, sub, got = subs[op[1] % len(subs)]
+            with contextlib.suppress(StreamEnded):
+                got.extend(sub.get_batch(timeout=0, max_items=op[2]))
+        elif kind == "tick":
+            clock.advance(op[1])
+        elif kind == "flush":
+            streamer.flush()
+        elif kind == "finish":
+            streamer.finish(SUMMARY)
+    return subs
+
+
+@settings(deadline=None, max_examples=300)
+@given(ops=st.lists(OPS, max_size=60), batch_size=st.integers(1, 5))
+def test_property_every_subscriber_sees_each_seq_once_then_one_final(ops, batch_size):
+    streamer, clock = make_streamer(batch_size=batch_size, flush_interval=1.0)
+    subs = run_ops(streamer, clock, ops)
+    final_seq = streamer.finish(SUMMARY)
+    subs.append((0, streamer.subscribe(), []))
+    for since, sub, got in subs:
+        got.extend(drain(sub))
+        check_stream(got, since, final_seq)
+        with pytest.raises(StreamEnded):
+            sub.get(timeout=0)
+
+
+@settings(deadline=None, max_examples=200)
+@given(ops=st.lists(OPS, max_size=60), max_retained=st.integers(1, 6))
+def test_property_behind_window_subscribers_skip_only_what_was_evicted(ops, max_retained):
+    streamer, clock = make_streamer(batch_size=2, max_retained=max_retained)
+    subs = run_ops(streamer, clock, ops)
+    final_seq = streamer.finish(SUMMARY)
+    for since, sub, got in subs:
+        got.extend(drain(sub))
+        if since == final_seq:
+            assert got == []
+            continue
+        expected, cursor = [], since
+        for msg in got:
+            seq = msg["metadata"]["seq"]
+            if msg["metadata"].get("local"):
+                assert msg["data"]["resume_from"] == seq + 1 and seq > cursor
+            else:
+                assert seq == cursor + 1
+            expected.append(seq)
+            cursor = seq
+        assert got[-1]["type"] == "final" and cursor == final_seq
+        assert expected == sorted(set(expected))
