@@ -2,59 +2,51 @@
 
 Overview
 --------
-A scan produces messages on executor threads; several consumers (the dashboard's
-controller, SSE and WebSocket clients, the CLI) read them, each at its own pace.
-Producers call :meth:`ResultStreamer.add_result`, ``add_error``, ``add_progress`` and
-``finish`` from any thread. Consumers either poll a cursor with
-:meth:`ResultStreamer.messages_since` (as tornado's chat demo does), or hold a
+Producers (executor threads) call :meth:`ResultStreamer.add_result`, ``add_error``,
+``add_progress`` and ``finish`` from any thread. Consumers (the dashboard's controller,
+SSE and WebSocket clients, the CLI) read at their own pace: they poll a cursor with
+:meth:`ResultStreamer.messages_since`, as tornado's chat demo does, or hold a
 :class:`Subscription` and block (``get``, ``get_batch``, ``for``) or await (``async for``).
 
 Mechanics
 ---------
-**Numbering.** Every message gets the scan's next ``seq`` (1, 2, 3, ... without gaps)
-when it is added; :func:`technic_panel.messages.make_message` builds its metadata. Data
-is made JSON-safe and validated before it takes a seq, so an invalid message raises
-:class:`~technic_panel.messages.MessageError` and consumes nothing.
+**Numbering.** A message takes the scan's next ``seq`` (1, 2, 3, ..., no gaps) when it is
+added; :func:`~technic_panel.messages.make_message` builds its metadata. Data is made
+JSON-safe and validated first, so invalid data raises ``MessageError`` and takes no seq.
 
-**Dedup.** The first result of a symbol is a ``result``; a later one whose content differs
-(the bookkeeping keys in :data:`BOOKKEEPING_KEYS` aside) is an ``update`` of that row; an
-identical one is dropped and takes no seq. The last content of each symbol is kept, so
-this memory grows with the universe, not with the number of messages.
+**Dedup.** A symbol's first result is a ``result``; a later one whose content differs
+(:data:`BOOKKEEPING_KEYS` aside) is an ``update`` of that row; an identical one is dropped
+and takes no seq. The last content per symbol is kept: memory grows with the universe.
 
-**Batching.** Added messages wait in a pending list and are *published* (made visible to
-consumers) together: when ``batch_size`` are pending, when ``flush_interval`` has passed
-since the oldest pending one, on :meth:`~ResultStreamer.flush`, at once for a result whose
-``priority_tier`` is ``"high"`` (with everything pending before it, to keep the order),
-and always for the ``final``. There is no timer thread: the interval is enforced by
-whoever looks next. Producers publish overdue messages when they add one; every read
-(``messages_since``, ``last_seq``, ``first_retained_seq``, a subscription's ``get``)
-publishes them first; and a waiting consumer never sleeps past the deadline of the
-oldest pending message, so a blocked or awaiting subscriber sees a lone result about
-``flush_interval`` after it was added. Nothing outlives the streamer.
+**Batching.** Added messages wait in a pending list and are *published* (made visible)
+together: when ``batch_size`` are pending; when ``flush_interval`` has passed since the
+oldest pending one; on :meth:`~ResultStreamer.flush`; at once for a result whose
+``priority_tier`` is ``"high"`` (with everything pending before it, keeping the order);
+always for the ``final``. There is no timer thread; the deadline is kept by whoever looks
+next. A producer publishes overdue messages when it adds one, every read publishes them
+first, and a waiting consumer sleeps no longer than the deadline (the first pending
+message of a batch wakes it to learn the deadline). Nothing outlives the streamer.
 
 **Replay and retention.** Published messages go into one shared log, a deque of at most
-``max_retained`` messages; the oldest are evicted first. The ``final`` is the last message
-of a stream, so it is always kept. Subscribers are cursors into this log (the last
-``seq`` they received), not queues: a slow or vanished subscriber holds no messages,
-never blocks a producer or another subscriber, and memory stays bounded by
-``max_retained``. A subscriber may join late or reconnect with ``since=seq`` and gets
-every message after it, exactly once, in order. If its cursor has fallen behind the
-window it first gets one *local* ``error`` message, ``data = {"code": "behind_window",
-"message": ..., "resume_from": first_retained_seq}``, whose metadata has ``"local": true``
-and ``seq = first_retained_seq - 1`` (the seq of the newest message it missed, so seqs
-still increase for it and reconnecting with that seq resumes correctly), then continues
-from ``first_retained_seq``. The local message is built per reader and never enters the
-log, so other subscribers' numbering is untouched.
+``max_retained``; the oldest are evicted first. Nothing follows the ``final``, so it is
+always kept. Subscribers are cursors into the log (the last seq each received), not
+queues: a slow or vanished subscriber holds nothing and blocks no one, and memory stays
+bounded by ``max_retained``. Joining late, or again with ``since=seq``, gives every message
+after ``seq`` exactly once, in order. A cursor behind the window first gets one *local*
+``error``, ``data = {"code": "behind_window", "message": ..., "resume_from":
+first_retained_seq}``, with ``metadata.local = True`` and ``metadata.seq =
+first_retained_seq - 1``: the newest seq it missed, so its seqs still increase and a
+reconnect from it resumes right. Built per reader, it never enters the log, so no one
+else's numbering changes. Then the cursor continues from ``first_retained_seq``.
 
-**Waking.** Blocking readers wait on the streamer's :class:`threading.Condition`. An
-``async for`` registers an asyncio future that publishing resolves through
-``loop.call_soon_threadsafe``; no executor thread is used.
+**Waking.** Blocking readers wait on the streamer's :class:`threading.Condition`; an
+``async for`` waits on an asyncio future that publishing resolves with
+``loop.call_soon_threadsafe`` (no executor threads).
 
-**Ending.** After :meth:`~ResultStreamer.finish` or :meth:`~ResultStreamer.close`, adding
-raises :class:`StreamClosed`. Subscribers end after delivering the ``final``; after
-``close`` they first drain what was published, then end even without a ``final``. An
-ended :class:`Subscription`'s ``get`` raises :class:`StreamEnded` (``None`` means only a
-timeout); iteration simply stops.
+**Ending.** After ``finish`` or ``close`` adding raises :class:`StreamClosed`. A
+subscription ends after delivering the ``final``, or, once the streamer is closed, after
+draining what was published. Then ``get`` raises :class:`StreamEnded` (``None`` means a
+timeout only) and iteration stops.
 """
 
 from __future__ import annotations

@@ -11,10 +11,11 @@ from technic_panel.data.base import (
 )
 from technic_panel.data.files import FileSource
 from technic_panel.data.sample import SampleSource
+from technic_panel.data.synthetic import SyntheticSource
 from technic_panel.data.throttle import RateLimiter, ThrottledSource
 
 __all__ = [
     "OHLCV_COLUMNS", "SNAPSHOT_COLUMNS", "UNIVERSE_COLUMNS",
     "Bars", "DataError", "DataSource", "TransientDataError",
-    "FileSource", "RateLimiter", "SampleSource", "ThrottledSource",
+    "FileSource", "RateLimiter", "SampleSource", "SyntheticSource", "ThrottledSource",
 ]

@@ -1,0 +1,38 @@
+# `make serve` and `make test` work on a fresh machine: each creates .venv and installs first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN = $(VENV)/bin
+STAMP = $(VENV)/.installed-stamp
+PORT ?= 5006
+ADDRESS ?= 127.0.0.1
+STREAMING_CORE = technic_panel/messages.py,technic_panel/streaming.py,technic_panel/termination.py,technic_panel/manager.py
+
+.PHONY: install serve test bench lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test,dask]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+serve: $(STAMP)
+	$(BIN)/panel serve app.py --address $(ADDRESS) --port $(PORT) \
+		--allow-websocket-origin=$(ADDRESS):$(PORT) --allow-websocket-origin=localhost:$(PORT)
+
+test: $(STAMP)
+	$(BIN)/ruff check technic_panel tests benchmarks app.py
+	$(BIN)/python -m pytest --cov=technic_panel --cov-branch \
+		--cov-report=term-missing:skip-covered tests $(wildcard notebooks/*.ipynb) --nbval-lax
+	$(BIN)/coverage report --include='$(STREAMING_CORE)' --show-missing --fail-under=100
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_engine.py
+	$(BIN)/python benchmarks/bench_stream.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check technic_panel tests benchmarks app.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .coverage htmlcov
