@@ -69,10 +69,10 @@ class ScanExecutor:
     kind = "thread"
     chunk_limit = 32
 
-    def __init__(self, workers: int | None = None) -> None:
+    def __init__(self, workers: int | None = None, *, io_bound: bool = False) -> None:
         if workers is not None and workers < 1:
             raise ValueError(f"{type(self).__name__}.workers must be >= 1, not {workers}")
-        self.workers = workers or self.default_workers()
+        self.workers = workers or self.default_workers(io_bound)
         self._pool: Any = None
         self._job: ScanJob | None = None
 
@@ -81,9 +81,9 @@ class ScanExecutor:
         return f"{type(self).__name__}(workers={self.workers}, {state})"
 
     @staticmethod
-    def default_workers() -> int:
-        """Two threads: TA-Lib holds the GIL, so more only helps with provider latency."""
-        return 2
+    def default_workers(io_bound: bool = False) -> int:
+        """One thread for computing (TA-Lib holds the GIL), 32 for waiting on a provider."""
+        return 32 if io_bound else 1
 
     def start(self, job: ScanJob) -> None:
         """Prepare the workers for ``job``."""
@@ -126,7 +126,7 @@ class ProcessExecutor(ScanExecutor):
     chunk_limit = 64
 
     @staticmethod
-    def default_workers() -> int:
+    def default_workers(io_bound: bool = False) -> int:
         """One process per core."""
         return os.cpu_count() or 1
 
@@ -160,7 +160,7 @@ class DaskExecutor(ScanExecutor):
         self._job_future: Any = None
 
     @staticmethod
-    def default_workers() -> int:
+    def default_workers(io_bound: bool = False) -> int:
         """One single-threaded worker per core in the LocalCluster."""
         return os.cpu_count() or 1
 
@@ -230,10 +230,14 @@ def close_shared_workers() -> None:
 
 
 def make_executor(kind: str = "thread", workers: int | None = None,
-                  scheduler: str | None = None) -> ScanExecutor:
-    """Return an executor of ``kind`` (one of :data:`EXECUTOR_KINDS`)."""
+                  scheduler: str | None = None, *, io_bound: bool = False) -> ScanExecutor:
+    """Return an executor of ``kind`` (one of :data:`EXECUTOR_KINDS`).
+
+    ``io_bound`` (the source waits on a remote provider) raises the default
+    thread count, since waiting threads release the GIL.
+    """
     if kind == "thread":
-        return ScanExecutor(workers)
+        return ScanExecutor(workers, io_bound=io_bound)
     if kind == "process":
         return ProcessExecutor(workers)
     if kind == "dask":

@@ -90,7 +90,8 @@ class Scanner:
         self.source = source
         self.scorer = (strategy or Strategy()).scorer()
         self.executor = (executor if isinstance(executor, ScanExecutor)
-                         else make_executor(executor, workers, scheduler))
+                         else make_executor(executor, workers, scheduler,
+                                            io_bound=getattr(source, "io_bound", False)))
         self.filter = FilterExpression(filter, RESULT_COLUMNS) if filter else None
         self.previous_ratings = previous_ratings
         self.symbols = list(symbols) if symbols is not None else None

@@ -74,7 +74,9 @@ class DataSource(Protocol):
     """What a scan needs of a price provider.
 
     Implementations must be picklable (process and Dask executors ship them to
-    workers) and safe to call from several threads at once.
+    workers) and safe to call from several threads at once. A source that waits
+    on a remote provider may say so with an ``io_bound = True`` attribute; the
+    thread executor then defaults to many threads instead of one.
     """
 
     name: str

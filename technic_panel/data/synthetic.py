@@ -61,6 +61,11 @@ class SyntheticSource:
         self._lock = threading.Lock()
         self._data: _Universe | None = None
 
+    @property
+    def io_bound(self) -> bool:
+        """Whether fetching waits on (emulated) latency, so more threads help."""
+        return self.latency_ms > 0
+
     def __repr__(self) -> str:
         return (f"SyntheticSource(symbols={self.symbols}, seed={self.seed}, bars={self.n_bars}, "
                 f"latency_ms={self.latency_ms}, error_rate={self.error_rate})")

@@ -139,6 +139,9 @@ class ThrottledSource:
         self.max_backoff = float(max_backoff)
         self._limiter = RateLimiter(self.requests_per_second, self.burst)
 
+    io_bound = True
+    """A throttled provider is waited on: the thread executor uses many threads."""
+
     def __repr__(self) -> str:
         return (f"ThrottledSource({self.source!r}, requests_per_second="
                 f"{self.requests_per_second}, burst={self.burst}, attempts={self.attempts}, "
