@@ -207,7 +207,7 @@ def dask_client(scheduler: str | None = None, workers: int | None = None) -> Any
                                      f"{exc}") from exc
             else:
                 cluster = LocalCluster(n_workers=key[1], threads_per_worker=1, processes=True,
-                                       dashboard_address=None)
+                                       dashboard_address=":0")
                 client = Client(cluster, set_as_default=False)
             _clients[key] = client
         return client

@@ -118,10 +118,15 @@ class Scanner:
         return self._paused
 
     def stop(self) -> None:
-        """Stop the scan: nothing is emitted after this returns; safe to call twice."""
+        """Stop the scan: nothing is emitted after this returns; safe to call twice.
+
+        The flag is set first, so an emitting thread sees it at its next symbol;
+        taking the emit lock then waits out at most the one ``on_event`` call in
+        progress.
+        """
+        self._stopped = True
         with self._emit_lock:
-            self._stopped = True
-        self._wake.put(_WAKE)
+            self._wake.put(_WAKE)
 
     def pause(self) -> None:
         """Stop submitting new work; work already running still completes and is emitted."""
