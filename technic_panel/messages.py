@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
@@ -59,11 +60,24 @@ def utc_timestamp(now: datetime | None = None) -> str:
     '2024-01-15T10:30:45.123Z'
     """
     if now is None:
-        now = datetime.now(timezone.utc)
-    elif now.tzinfo is None:
+        return _now_timestamp()
+    if now.tzinfo is None:
         now = now.replace(tzinfo=timezone.utc)
     now = now.astimezone(timezone.utc)
     return f"{now:%Y-%m-%dT%H:%M:%S}.{now.microsecond // 1000:03d}Z"
+
+
+_second_text: tuple[int, str] = (-1, "")
+
+
+def _now_timestamp() -> str:
+    """Format the current time, reusing the formatted second (called once per message)."""
+    global _second_text
+    now = time.time()
+    second = int(now)
+    if _second_text[0] != second:
+        _second_text = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{_second_text[1]}.{int((now - second) * 1000):03d}Z"
 
 
 def json_safe(value: Any, path: str = "message.data") -> Any:
@@ -71,6 +85,7 @@ def json_safe(value: Any, path: str = "message.data") -> Any:
 
     numpy scalars and arrays become Python numbers and lists, NaN and infinities
     become ``None``, tuples become lists and mapping keys become strings, at any depth.
+    Plain values are handled inline, since every result of a scan passes through here.
 
     Raises
     ------
@@ -78,6 +93,13 @@ def json_safe(value: Any, path: str = "message.data") -> Any:
         If some value is of another type (a ``datetime``, a ``set``, ...); the text names
         its ``path``.
     """
+    kind = type(value)
+    if kind is float:
+        return value if value - value == 0.0 else None
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    if kind is dict:
+        return _safe_dict(value, path)
     if isinstance(value, np.generic | np.ndarray):
         value = value.tolist()
     if isinstance(value, float):
@@ -85,12 +107,44 @@ def json_safe(value: Any, path: str = "message.data") -> Any:
     if value is None or isinstance(value, str | int):
         return value
     if isinstance(value, Mapping):
-        return {str(key): json_safe(item, f"{path}.{key}") for key, item in value.items()}
+        return _safe_dict(value, path)
     if isinstance(value, list | tuple):
         return [json_safe(item, f"{path}[{index}]") for index, item in enumerate(value)]
     raise MessageError(
         f"{path} must be JSON data (str, number, bool, None, list or mapping), not {value!r}"
     )
+
+
+_PLAIN_TYPES = frozenset({float, int, str, bool, type(None)})
+_STR_TYPE = frozenset({str})
+_is_float = float.__instancecheck__
+
+
+def _is_flat_and_finite(mapping: Mapping) -> bool:
+    """Whether ``mapping`` has str keys and finite plain values only, checked at C speed."""
+    values = mapping.values()
+    if not (_PLAIN_TYPES.issuperset(map(type, values))
+            and _STR_TYPE.issuperset(map(type, mapping))):
+        return False
+    try:
+        return math.isfinite(math.fsum(filter(_is_float, values)))
+    except OverflowError:  # finite values whose sum overflows: check them one by one
+        return False
+
+
+def _safe_dict(mapping: Mapping, path: str) -> dict:
+    if _is_flat_and_finite(mapping):
+        return dict(mapping)  # the common case: every result of a scan
+    out = {}
+    for key, item in mapping.items():
+        kind = type(item)
+        if kind is float:
+            out[key if type(key) is str else str(key)] = item if item - item == 0.0 else None
+        elif kind is str or kind is int or item is None:
+            out[key if type(key) is str else str(key)] = item
+        else:
+            out[str(key)] = json_safe(item, f"{path}.{key}")
+    return out
 
 
 def make_message(
@@ -118,11 +172,20 @@ def make_message(
         Only ``type_`` is checked here; :func:`validate_message` checks the rest.
     """
     _check(type_, _TYPE_RULE, "message")
+    return envelope(type_, json_safe(data), scan_id=scan_id, seq=seq, timestamp=timestamp)
+
+
+def envelope(type_: str, safe_data: dict, *, scan_id: str, seq: int,
+             timestamp: str | None = None) -> dict:
+    """Wrap data that is already JSON-safe (from :func:`json_safe`) in a message, unchecked.
+
+    The streamer's fast path: it has made the data safe and validated it once.
+    """
     return {
         "type": type_,
-        "data": json_safe(data),
+        "data": safe_data,
         "metadata": {
-            "timestamp": utc_timestamp() if timestamp is None else timestamp,
+            "timestamp": _now_timestamp() if timestamp is None else timestamp,
             "scan_id": scan_id,
             "seq": seq,
             "is_final": type_ == "final",

@@ -11,7 +11,7 @@ SSE and WebSocket clients, the CLI) read at their own pace: they poll a cursor w
 Mechanics
 ---------
 **Numbering.** A message takes the scan's next ``seq`` (1, 2, 3, ..., no gaps) when it is
-added; :func:`~technic_panel.messages.make_message` builds its metadata. Data is made
+added; :func:`~technic_panel.messages.envelope` builds its metadata. Data is made
 JSON-safe and validated first, so invalid data raises ``MessageError`` and takes no seq.
 
 **Dedup.** A symbol's first result is a ``result``; a later one whose content differs
@@ -61,7 +61,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from technic_panel.messages import json_safe, make_message, validate_data
+from technic_panel.messages import envelope, json_safe, make_message, validate_data
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +90,14 @@ def _checked(type_: str, data: Mapping) -> dict:
     content = json_safe(data)
     validate_data(type_, content)
     return content
+
+
+def _same_result(previous: dict, content: dict) -> bool:
+    """Whether two results of a symbol agree on everything but :data:`BOOKKEEPING_KEYS`."""
+    def strip(row: dict) -> dict:
+        return {name: value for name, value in row.items() if name not in BOOKKEEPING_KEYS}
+
+    return strip(previous) == strip(content)
 
 
 def _earliest(*waits: float | None) -> float | None:
@@ -198,15 +206,14 @@ class ResultStreamer:
             After :meth:`finish` or :meth:`close`.
         """
         content = _checked("result", data)
-        key = {name: value for name, value in content.items() if name not in BOOKKEEPING_KEYS}
         with self._cond:
             self._check_open_locked()
             previous = self._sent.get(content["symbol"])
-            if previous == key:
+            if previous is not None and _same_result(previous, content):
                 return None
             type_ = "result" if previous is None else "update"
             seq = self._append_locked(type_, content, urgent=content.get("priority_tier") == "high")
-            self._sent[content["symbol"]] = key
+            self._sent[content["symbol"]] = content
             return seq
 
     def add_error(self, data: Mapping) -> int:
@@ -304,7 +311,7 @@ class ResultStreamer:
 
     def _append_locked(self, type_: str, content: dict, *, urgent: bool = False) -> int:
         seq = self._next_seq
-        self._pending.append(make_message(type_, content, scan_id=self.scan_id, seq=seq))
+        self._pending.append(envelope(type_, content, scan_id=self.scan_id, seq=seq))
         self._next_seq += 1
         starts_batch = self._pending_since is None
         if starts_batch:

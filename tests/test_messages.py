@@ -153,6 +153,23 @@ def test_json_safe_keeps_plain_values():
 
 
 @pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ({"a": 1.5, "b": "x", "c": None, "d": 3, "e": False}, None),
+        ({"a": 1e308, "b": 1e308}, None),
+        ({"a": 1e308, "b": float("inf")}, {"a": 1e308, "b": None}),
+        ({"a": float("nan"), "b": "x"}, {"a": None, "b": "x"}),
+        ({1: 2.5}, {"1": 2.5}),
+    ],
+)
+def test_json_safe_flat_mappings_fast_path_and_fallback(value, expected):
+    got = json_safe(value)
+    assert got == (value if expected is None else expected)
+    assert got is not value
+    assert json.loads(json.dumps(got, allow_nan=False)) == got
+
+
+@pytest.mark.parametrize(
     ("value", "path"),
     [
         ({"when": datetime(2024, 1, 1)}, "message.data.when"),
