@@ -16,6 +16,7 @@ from typing import Any
 
 import param
 
+from technic_panel.data.synthetic import SECTORS
 from technic_panel.indicators import INDICATOR_COLUMNS
 from technic_panel.scoring import SCORE_COLUMNS, SIGNALS
 
@@ -55,6 +56,14 @@ class ScanConfig(param.Parameterized):
                             doc="Universe size of the synthetic source.")
     seed = param.Integer(default=42, bounds=(0, 2**31 - 1),
                          doc="Seed of the synthetic universe: same seed, same prices.")
+    sectors = param.ListSelector(default=[], objects=list(SECTORS),
+                                 doc="Scan only these sectors (synthetic sector names); empty: "
+                                     "all.")
+    min_price = param.Number(default=0.0, bounds=(0, None),
+                             doc="Skip symbols whose last close is below this.")
+    min_dollar_volume = param.Number(default=0.0, bounds=(0, None),
+                                     doc="Skip symbols whose 20-day average dollar volume is "
+                                         "below this.")
     executor = param.Selector(default="thread", objects=["thread", "process", "dask"],
                               doc="Where symbols are computed: threads, processes or Dask.")
     workers = param.Integer(default=None, allow_None=True, bounds=(1, 256),

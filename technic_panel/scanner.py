@@ -80,13 +80,19 @@ class Scanner:
         tech_rating by symbol from an earlier scan, to prioritise with.
     symbols
         Scan only these symbols (default: the source's whole universe).
+    sectors, min_price, min_dollar_volume
+        Screen the universe before the scan: only these sectors (empty: all), a
+        last close and a 20-day average dollar volume at least this high. Symbols
+        whose price is unknown stay in, so their failure is reported.
     """
 
     def __init__(self, source: DataSource, strategy: Strategy | None = None, *,
                  executor: str | ScanExecutor = "thread", workers: int | None = None,
                  scheduler: str | None = None, filter: str | None = None,
                  previous_ratings: pd.Series | None = None,
-                 symbols: Sequence[str] | None = None, batch_size: int = 50) -> None:
+                 symbols: Sequence[str] | None = None, sectors: Sequence[str] = (),
+                 min_price: float = 0.0, min_dollar_volume: float = 0.0,
+                 batch_size: int = 50) -> None:
         self.source = source
         self.scorer = (strategy or Strategy()).scorer()
         self.executor = (executor if isinstance(executor, ScanExecutor)
@@ -95,6 +101,8 @@ class Scanner:
         self.filter = FilterExpression(filter, RESULT_COLUMNS) if filter else None
         self.previous_ratings = previous_ratings
         self.symbols = list(symbols) if symbols is not None else None
+        self.sectors = list(sectors)
+        self.min_price, self.min_dollar_volume = min_price, min_dollar_volume
         self.batch_size = batch_size
         self.total = self.processed = self.results = self.errors = self.filtered = 0
         self._emit_lock = threading.RLock()
@@ -139,10 +147,23 @@ class Scanner:
 
     def plan(self) -> pd.DataFrame:
         """Return the scan order: symbol, priority_score, priority_tier, batch_number."""
-        universe = self.source.universe()
+        universe, snapshot = self.source.universe(), self.source.snapshot()
         symbols = self.symbols if self.symbols is not None else universe["symbol"].tolist()
-        return prioritize(symbols, self.source.snapshot(), self.previous_ratings,
-                          batch_size=self.batch_size)
+        symbols = self._screen(symbols, universe, snapshot)
+        return prioritize(symbols, snapshot, self.previous_ratings, batch_size=self.batch_size)
+
+    def _screen(self, symbols: list[str], universe: pd.DataFrame,
+                snapshot: pd.DataFrame) -> list[str]:
+        """Drop symbols outside the sectors or below the price / dollar-volume floors."""
+        dropped: set[str] = set()
+        if self.sectors:
+            dropped |= set(universe.loc[~universe["sector"].isin(self.sectors), "symbol"])
+        if self.min_price > 0:
+            dropped |= set(snapshot.loc[snapshot["close"] < self.min_price, "symbol"])
+        if self.min_dollar_volume > 0:
+            low = universe["avg_dollar_volume"] < self.min_dollar_volume
+            dropped |= set(universe.loc[low, "symbol"])
+        return [s for s in symbols if s not in dropped] if dropped else symbols
 
     def run(self, on_event: Callable[[ScanEvent], None]) -> ScanSummary:
         """Run the scan, calling ``on_event`` once per symbol as each completes.

@@ -418,3 +418,26 @@ def test_unknown_symbol_becomes_an_error_event_scanned_last():
     assert [event.symbol for event in errors] == ["NOSUCH"]
     assert "NOSUCH" in errors[0].data["message"]
     assert {event.symbol for event in recorder.of_kind("result")} == set(known)
+
+
+def test_screen_keeps_only_the_chosen_sectors_prices_and_liquidity():
+    source = synthetic()
+    universe = source.universe().set_index("symbol")
+    closes = source.snapshot().set_index("symbol")["close"]
+    floor = float(closes.median())
+    liquidity = float(universe["avg_dollar_volume"].median())
+    scanner = Scanner(source, sectors=["Energy", "Utilities"], min_price=floor,
+                      min_dollar_volume=liquidity)
+    planned = scanner.plan()["symbol"].tolist()
+    expected = [s for s in universe.index
+                if universe.at[s, "sector"] in ("Energy", "Utilities")
+                and closes[s] >= floor and universe.at[s, "avg_dollar_volume"] >= liquidity]
+    assert planned and sorted(planned) == sorted(expected)
+    recorder = Recorder()
+    summary = scanner.run(recorder)
+    assert summary.total == len(expected)
+    assert {e.data["sector"] for e in recorder.events} <= {"Energy", "Utilities"}
+
+
+def test_no_screen_scans_the_whole_universe():
+    assert len(Scanner(synthetic()).plan()) == UNIVERSE
