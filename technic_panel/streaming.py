@@ -124,12 +124,15 @@ class ResultStreamer:
         Monotonic seconds for the flush deadline; tests inject a fake one.
     """
 
+    DEFAULT_FLUSH_INTERVAL = 0.001
+    """One millisecond: results still travel in batches during bursts, yet arrive at once."""
+
     def __init__(
         self,
         scan_id: str,
         *,
         batch_size: int = 50,
-        flush_interval: float = 0.05,
+        flush_interval: float = DEFAULT_FLUSH_INTERVAL,
         max_retained: int = 100_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
