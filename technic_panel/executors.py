@@ -14,6 +14,7 @@ import logging
 import multiprocessing
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -38,14 +39,22 @@ class ScanJob:
     scorer: Scorer
 
 
-def scan_symbols(job: ScanJob, symbols: list[str]) -> list[Outcome]:
+def _never() -> bool:
+    return False
+
+
+def scan_symbols(job: ScanJob, symbols: list[str],
+                 cancelled: Callable[[], bool] = _never) -> list[Outcome]:
     """Compute indicators and scores of ``symbols``; a failing symbol becomes an error outcome.
 
     This is the boundary of the per-symbol work, so any exception is caught
-    here: one bad symbol must not end the scan.
+    here: one bad symbol must not end the scan. ``cancelled`` is checked before
+    each symbol, so a stopped scan's threads end after at most one more fetch.
     """
     outcomes: list[Outcome] = []
     for symbol in symbols:
+        if cancelled():
+            break
         try:
             row = latest_indicators(job.source.bars(symbol), symbol)
             row.update(job.scorer.score(row))
@@ -73,8 +82,11 @@ class ScanExecutor:
         if workers is not None and workers < 1:
             raise ValueError(f"{type(self).__name__}.workers must be >= 1, not {workers}")
         self.workers = workers or self.default_workers(io_bound)
+        if io_bound:
+            self.chunk_limit = 1  # waiting dominates: one symbol a task, all waits overlap
         self._pool: Any = None
         self._job: ScanJob | None = None
+        self._cancel = threading.Event()
 
     def __repr__(self) -> str:
         state = "started" if self._pool is not None else "idle"
@@ -92,12 +104,16 @@ class ScanExecutor:
 
     def submit(self, symbols: list[str]) -> Future:
         """Start computing ``symbols``; the future's result is a list of outcomes."""
-        return self._pool.submit(scan_symbols, self._job, symbols)
+        return self._pool.submit(scan_symbols, self._job, symbols, self._cancel.is_set)
 
     def close(self) -> None:
-        """Cancel what has not started and release the workers; safe to call twice."""
+        """Cancel pending chunks and wait for the threads; safe to call twice.
+
+        Running chunks stop at their next symbol, so this waits out one fetch at most.
+        """
         pool, self._pool = self._pool, None
         if pool is not None:
+            self._cancel.set()
             pool.shutdown(wait=True, cancel_futures=True)
 
 

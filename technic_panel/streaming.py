@@ -191,6 +191,12 @@ class ResultStreamer:
             return self._final_seq is not None
 
     @property
+    def subscriber_count(self) -> int:
+        """How many subscriptions are open (not ended, closed or garbage-collected)."""
+        with self._cond:
+            return len(self._subscribers)
+
+    @property
     def result_count(self) -> int:
         """How many distinct symbols have been sent as a ``result`` (updates not counted)."""
         with self._cond:
@@ -393,6 +399,11 @@ class Subscription:
     def last_seq(self) -> int:
         """The cursor: the seq of the last message delivered (``since`` before any)."""
         return self._cursor
+
+    @property
+    def ended(self) -> bool:
+        """Whether this subscription has delivered all it ever will, or was closed."""
+        return self._ended
 
     def get(self, timeout: float | None = None) -> dict | None:
         """Return the next message, waiting up to ``timeout`` s (forever if ``None``).

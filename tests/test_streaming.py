@@ -714,3 +714,14 @@ def test_property_behind_window_subscribers_skip_only_what_was_evicted(ops, max_
             cursor = seq
         assert got[-1]["type"] == "final" and cursor == final_seq
         assert expected == sorted(set(expected))
+
+
+def test_subscriber_count_follows_open_subscriptions():
+    streamer, _ = make_streamer()
+    first, second = streamer.subscribe(), streamer.subscribe()
+    assert streamer.subscriber_count == 2 and not first.ended
+    first.close()
+    assert first.ended and streamer.subscriber_count == 1
+    streamer.finish({"status": "completed"})
+    assert second.get(timeout=1)["type"] == "final"
+    assert second.ended and streamer.subscriber_count == 0

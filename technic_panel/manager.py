@@ -1,0 +1,343 @@
+"""StreamManager: every scan of a process, by id, from start to clean-up.
+
+Each :meth:`StreamManager.start_stream` validates the settings, then runs the
+scan in its own thread (``technic-scan-<id>``) into a fresh
+:class:`~technic_panel.streaming.ResultStreamer`: results, errors, a
+``progress`` message at most every ``progress_interval`` seconds, and exactly
+one ``final``. Early-termination criteria are checked on every result and by
+their timer; :meth:`stop_stream` is the manual one.
+
+Clean-up: a scan that is finished and unwatched (no open subscription) is
+removed ``inactivity_timeout`` seconds after its last activity (start, get,
+subscribe, stop, its end); a running scan that nobody watches or polls for that
+long is abandoned: it is stopped (status ``stopped``, reason ``inactive``) and
+then removed the same way. A janitor thread (``technic-janitor``) sweeps while
+there are scans and ends when there are none; every call sweeps too.
+
+All public methods are thread-safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from technic_panel.config import ScanConfig
+from technic_panel.data import DataSource, FileSource, SampleSource, SyntheticSource
+from technic_panel.scanner import ScanEvent, Scanner, ScanSummary
+from technic_panel.scoring import SIGNALS, Strategy
+from technic_panel.streaming import ResultStreamer, Subscription
+from technic_panel.termination import EarlyTerminationCriteria
+
+log = logging.getLogger(__name__)
+
+
+class UnknownScan(KeyError):
+    """No scan with this id (never started, or already cleaned up)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class TooManyScans(RuntimeError):
+    """Starting a scan would exceed the cap on concurrent scans."""
+
+
+@dataclass(eq=False)
+class ScanRecord:
+    """One scan's state; ``status`` is ``running`` until its ``final`` gives the outcome."""
+
+    scan_id: str
+    config: ScanConfig
+    streamer: ResultStreamer
+    criteria: EarlyTerminationCriteria
+    started_at: float
+    last_activity: float
+    status: str = "running"
+    reason: str | None = None
+    ended_at: float | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+    scanner: Scanner | None = None
+    thread: threading.Thread | None = None
+    signals: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SIGNALS, 0))
+    ratings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def running(self) -> bool:
+        """Whether the scan has not yet sent its ``final``."""
+        return self.ended_at is None
+
+    def progress(self, now: float) -> dict[str, Any]:
+        """Return the counters as the data of a ``progress`` message."""
+        scanner = self.scanner
+        processed = scanner.processed if scanner else 0
+        total = scanner.total if scanner else 0
+        elapsed = now - self.started_at
+        rate = processed / elapsed if elapsed > 0 else 0.0
+        eta = (total - processed) / rate if rate > 0 else None
+        return {
+            "processed": processed, "total": total,
+            "results": scanner.results if scanner else 0,
+            "errors": scanner.errors if scanner else 0,
+            "filtered": scanner.filtered if scanner else 0,
+            "signals": dict(self.signals), "quality_signals": self.criteria.quality_count,
+            "rate": round(rate, 1), "elapsed": round(elapsed, 3),
+            "eta": None if eta is None else round(eta, 3),
+        }
+
+    def to_dict(self, now: float) -> dict[str, Any]:
+        """Return a JSON-able description: id, status, settings, progress, last seq."""
+        return {
+            "scan_id": self.scan_id, "status": self.status, "reason": self.reason,
+            "config": self.config.to_dict(), "progress": self.progress(now),
+            "last_seq": self.streamer.last_seq, "subscribers": self.streamer.subscriber_count,
+        }
+
+
+class StreamManager:
+    """Start, watch, stop and clean up scans; see the module docs.
+
+    Parameters
+    ----------
+    max_concurrent
+        Most scans running at once; one more raises :class:`TooManyScans`.
+    inactivity_timeout
+        Seconds after which unwatched scans are stopped and removed.
+    batch_size, flush_interval, max_retained
+        Passed to each scan's :class:`~technic_panel.streaming.ResultStreamer`.
+    progress_interval
+        Least seconds between two ``progress`` messages of a scan.
+    clock
+        Monotonic seconds for activity and clean-up; tests inject a fake one.
+    """
+
+    def __init__(self, max_concurrent: int = 4, inactivity_timeout: float = 300.0, *,
+                 batch_size: int = 50,
+                 flush_interval: float = ResultStreamer.DEFAULT_FLUSH_INTERVAL,
+                 max_retained: int = 100_000, progress_interval: float = 0.25,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if max_concurrent < 1:
+            raise ValueError(f"StreamManager.max_concurrent must be >= 1, not {max_concurrent}")
+        if inactivity_timeout <= 0:
+            raise ValueError("StreamManager.inactivity_timeout must be > 0, "
+                             f"not {inactivity_timeout}")
+        self.max_concurrent, self.inactivity_timeout = max_concurrent, inactivity_timeout
+        self.progress_interval = progress_interval
+        self._streamer_options = {"batch_size": batch_size, "flush_interval": flush_interval,
+                                  "max_retained": max_retained}
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._scans: dict[str, ScanRecord] = {}
+        self._previous_ratings: dict[tuple, dict[str, float]] = {}
+        self._janitor: threading.Thread | None = None
+        self._janitor_wake = threading.Event()
+
+    def __repr__(self) -> str:
+        with self._lock:
+            running = sum(record.running for record in self._scans.values())
+            return (f"StreamManager(scans={len(self._scans)}, running={running}, "
+                    f"max_concurrent={self.max_concurrent})")
+
+    def start_stream(self, config: ScanConfig | Mapping[str, Any], *,
+                     strategy: Strategy | None = None) -> str:
+        """Validate ``config``, start its scan in a thread and return the new scan id.
+
+        Raises
+        ------
+        ConfigError
+            If a setting is invalid (nothing is started).
+        TooManyScans
+            If ``max_concurrent`` scans are already running.
+        """
+        config = (config.validate() if isinstance(config, ScanConfig)
+                  else ScanConfig.from_mapping(config))
+        scorer_source = strategy or Strategy()
+        scorer_source.validate()
+        with self._lock:
+            self._sweep()
+            running = sum(record.running for record in self._scans.values())
+            if running >= self.max_concurrent:
+                raise TooManyScans(f"{running} scans are running, the most this server allows "
+                                   f"(max_concurrent={self.max_concurrent}); stop one or wait")
+            scan_id = f"scan_{uuid.uuid4().hex[:12]}"
+            now = self._clock()
+            record = ScanRecord(scan_id, config,
+                                ResultStreamer(scan_id, **self._streamer_options),
+                                EarlyTerminationCriteria.from_config(config), now, now)
+            record.thread = threading.Thread(target=self._run, args=(record, scorer_source),
+                                             name=f"technic-scan-{scan_id}", daemon=True)
+            self._scans[scan_id] = record
+            record.thread.start()
+            self._ensure_janitor()
+        return scan_id
+
+    def get(self, scan_id: str) -> ScanRecord:
+        """Return the scan's record (and count it as activity); raise :class:`UnknownScan`."""
+        with self._lock:
+            self._sweep()
+            record = self._scans.get(scan_id)
+            if record is None:
+                raise UnknownScan(f"no scan {scan_id!r} (never started, or cleaned up after "
+                                  f"{self.inactivity_timeout:g} s without activity)")
+            record.last_activity = self._clock()
+            return record
+
+    def subscribe(self, scan_id: str, since: int = 0) -> Subscription:
+        """Return a subscription to the scan's messages after seq ``since``."""
+        return self.get(scan_id).streamer.subscribe(since)
+
+    def stop_stream(self, scan_id: str) -> ScanRecord:
+        """Stop the scan by hand (reason ``manual``); idempotent, also once it has ended."""
+        record = self.get(scan_id)
+        if record.criteria.fire("manual"):
+            self._stop_scanner(record)
+        return record
+
+    def list(self) -> list[dict[str, Any]]:
+        """Return every scan still held, newest first, as :meth:`ScanRecord.to_dict` gives."""
+        with self._lock:
+            self._sweep()
+            now = self._clock()
+            records = sorted(self._scans.values(), key=lambda r: r.started_at, reverse=True)
+            return [record.to_dict(now) for record in records]
+
+    def shutdown(self) -> None:
+        """Stop every scan, wait for their threads and the janitor, drop everything."""
+        with self._lock:
+            records = list(self._scans.values())
+        for record in records:
+            if record.criteria.fire("manual"):
+                self._stop_scanner(record)
+        for record in records:
+            record.thread.join()
+        with self._lock:
+            for record in self._scans.values():
+                record.streamer.close()
+            self._scans.clear()
+            janitor = self._janitor
+        self._janitor_wake.set()
+        if janitor is not None:
+            janitor.join()
+
+    def _run(self, record: ScanRecord, strategy: Strategy) -> None:
+        """Run one scan to its ``final``; the boundary where a scan's failure is caught."""
+        config, streamer = record.config, record.streamer
+        summary: ScanSummary | None = None
+        try:
+            scanner = Scanner(
+                self._source(config), strategy, executor=config.executor,
+                workers=config.workers, scheduler=config.scheduler, filter=config.filter,
+                previous_ratings=self._ratings_for(config), sectors=config.sectors,
+                min_price=config.min_price, min_dollar_volume=config.min_dollar_volume)
+            with self._lock:
+                record.scanner = scanner
+            if record.criteria.reason is not None:
+                scanner.stop()
+            record.criteria.start_timer(lambda: self._stop_scanner(record))
+            last_progress = [float("-inf")]
+            summary = scanner.run(lambda event: self._on_event(record, event, last_progress))
+        except Exception as exc:  # noqa: BLE001 - a failed scan ends with an error and a final
+            log.warning("scan %s failed: %s", record.scan_id, exc, exc_info=True)
+            streamer.add_error({"error": "scan", "message": f"{type(exc).__name__}: {exc}"})
+        finally:
+            record.criteria.cancel()
+            self._finish(record, summary)
+
+    def _on_event(self, record: ScanRecord, event: ScanEvent, last_progress: list[float]) -> None:
+        scanner, data = record.scanner, event.data
+        if event.kind == "result":
+            record.streamer.add_result(data)
+            record.signals[data["signal"]] += 1
+            record.ratings[event.symbol] = data["tech_rating"]
+            fired = record.criteria.observe_result(data, scanner.processed, scanner.total)
+        else:
+            record.streamer.add_error(data)
+            fired = record.criteria.observe_progress(scanner.processed, scanner.total)
+        if fired:
+            scanner.stop()
+        now = self._clock()
+        if now - last_progress[0] >= self.progress_interval:
+            last_progress[0] = now
+            record.streamer.add_progress(record.progress(now))
+
+    def _finish(self, record: ScanRecord, summary: ScanSummary | None) -> None:
+        now = self._clock()
+        reason = record.criteria.reason
+        if summary is None:
+            status = "failed"
+        elif reason is None:
+            status = "completed"
+        else:
+            status = "stopped" if reason in ("manual", "inactive") else "terminated"
+        record.streamer.add_progress(record.progress(now))
+        final = {"status": status, "reason": reason, "scan_id": record.scan_id,
+                 **record.progress(now),
+                 "first_result_after": summary.first_event_after if summary else None}
+        with self._lock:
+            record.status, record.reason, record.summary = status, reason, final
+            record.ended_at = record.last_activity = now
+            if record.ratings:
+                self._previous_ratings[_source_key(record.config)] = record.ratings
+        record.streamer.finish(final)
+
+    def _stop_scanner(self, record: ScanRecord) -> None:
+        with self._lock:
+            scanner = record.scanner
+        if scanner is not None:
+            scanner.stop()
+
+    def _ratings_for(self, config: ScanConfig):
+        import pandas as pd
+
+        with self._lock:
+            ratings = self._previous_ratings.get(_source_key(config))
+        return pd.Series(ratings, dtype=float) if ratings else None
+
+    @staticmethod
+    def _source(config: ScanConfig) -> DataSource:
+        if config.source == "files":
+            return FileSource(config.path)
+        if config.source == "sample":
+            return SampleSource()
+        return SyntheticSource(config.symbols, seed=config.seed, latency_ms=config.latency_ms,
+                               error_rate=config.error_rate)
+
+    def _sweep(self) -> None:
+        """Stop abandoned scans and remove finished, unwatched, inactive ones (lock held)."""
+        now = self._clock()
+        for scan_id, record in list(self._scans.items()):
+            if record.streamer.subscriber_count or now - record.last_activity < \
+                    self.inactivity_timeout:
+                continue
+            if record.running:
+                if record.criteria.fire("inactive"):
+                    self._stop_scanner(record)
+            else:
+                record.streamer.close()
+                del self._scans[scan_id]
+
+    def _ensure_janitor(self) -> None:
+        if self._janitor is None or not self._janitor.is_alive():
+            self._janitor_wake.clear()
+            self._janitor = threading.Thread(target=self._janitor_loop, name="technic-janitor",
+                                             daemon=True)
+            self._janitor.start()
+
+    def _janitor_loop(self) -> None:
+        interval = min(self.inactivity_timeout / 4, 5.0)
+        while not self._janitor_wake.wait(interval):
+            with self._lock:
+                self._sweep()
+                if not self._scans:
+                    self._janitor = None
+                    return
+
+
+def _source_key(config: ScanConfig) -> tuple:
+    """Return the key under which scans of the same data share ratings for prioritising."""
+    return (config.source, config.path, config.symbols, config.seed)
