@@ -20,6 +20,7 @@ All public methods are thread-safe.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import uuid
@@ -341,3 +342,22 @@ class StreamManager:
 def _source_key(config: ScanConfig) -> tuple:
     """Return the key under which scans of the same data share ratings for prioritising."""
     return (config.source, config.path, config.symbols, config.seed)
+
+
+_default: StreamManager | None = None
+_default_lock = threading.Lock()
+
+
+def default_manager() -> StreamManager:
+    """Return the process-wide StreamManager shared by the dashboard sessions and the API.
+
+    Its cap and timeout come from ``TECHNIC_MAX_SCANS`` (default 4) and
+    ``TECHNIC_INACTIVITY_TIMEOUT`` seconds (default 300).
+    """
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = StreamManager(
+                max_concurrent=int(os.environ.get("TECHNIC_MAX_SCANS", "4")),
+                inactivity_timeout=float(os.environ.get("TECHNIC_INACTIVITY_TIMEOUT", "300")))
+        return _default
