@@ -61,6 +61,7 @@ class ScanRecord:
     last_activity: float
     status: str = "running"
     reason: str | None = None
+    paused: bool = False
     ended_at: float | None = None
     summary: dict[str, Any] = field(default_factory=dict)
     scanner: Scanner | None = None
@@ -95,6 +96,7 @@ class ScanRecord:
         """Return a JSON-able description: id, status, settings, progress, last seq."""
         return {
             "scan_id": self.scan_id, "status": self.status, "reason": self.reason,
+            "paused": self.paused,
             "config": self.config.to_dict(), "progress": self.progress(now),
             "last_seq": self.streamer.last_seq, "subscribers": self.streamer.subscriber_count,
         }
@@ -199,6 +201,23 @@ class StreamManager:
             self._stop_scanner(record)
         return record
 
+    def pause_stream(self, scan_id: str) -> ScanRecord:
+        """Pause the scan: no new work is submitted; work in flight still arrives."""
+        return self._toggle_pause(scan_id, paused=True)
+
+    def resume_stream(self, scan_id: str) -> ScanRecord:
+        """Resume a paused scan; safe when it is not paused or has ended."""
+        return self._toggle_pause(scan_id, paused=False)
+
+    def _toggle_pause(self, scan_id: str, *, paused: bool) -> ScanRecord:
+        record = self.get(scan_id)
+        with self._lock:
+            scanner = record.scanner
+            record.paused = paused and record.running
+        if scanner is not None:
+            scanner.pause() if paused else scanner.resume()
+        return record
+
     def list(self) -> list[dict[str, Any]]:
         """Return every scan still held, newest first, as :meth:`ScanRecord.to_dict` gives."""
         with self._lock:
@@ -239,6 +258,8 @@ class StreamManager:
                 record.scanner = scanner
             if record.criteria.reason is not None:
                 scanner.stop()
+            if record.paused:
+                scanner.pause()
             record.criteria.start_timer(lambda: self._stop_scanner(record))
             last_progress = [float("-inf")]
             summary = scanner.run(lambda event: self._on_event(record, event, last_progress))
@@ -281,6 +302,7 @@ class StreamManager:
                  "first_result_after": summary.first_event_after if summary else None}
         with self._lock:
             record.status, record.reason, record.summary = status, reason, final
+            record.paused = False
             record.ended_at = record.last_activity = now
             if record.ratings:
                 self._previous_ratings[_source_key(record.config)] = record.ratings
