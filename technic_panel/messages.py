@@ -320,10 +320,34 @@ def validate_data(type_: str, data: Any, path: str = "message.data") -> None:
     MessageError
         Naming ``path`` plus the bad field, the rule and the value.
     """
+    if type_ in _RESULT_TYPES and type(data) is dict and _plainly_valid_result(data):
+        return
     _check(type_, _TYPE_RULE, "message")
     if not isinstance(data, Mapping):
         raise MessageError(f"{path} must be an object, not {data!r}")
     _check_fields(data, _DATA_RULES[type_], path)
+
+
+_RESULT_TYPES = frozenset({"result", "update"})
+_SIGNAL_SET = frozenset(SIGNALS)
+_TIER_SET = frozenset(PRIORITY_TIERS)
+_COUNT_KEYS = ("position", "total_processed", "total_remaining")
+
+
+def _plainly_valid_result(data: dict) -> bool:
+    """Check a typical result in one expression: the scan's hot path.
+
+    False means "look closer": the field-by-field rules then name what is wrong.
+    """
+    symbol, signal = data.get("symbol"), data.get("signal")
+    rating, alpha = data.get("tech_rating"), data.get("alpha_score")
+    tier = data.get("priority_tier", "high")
+    return (type(symbol) is str and symbol != "" and type(signal) is str
+            and signal in _SIGNAL_SET and type(rating) is float and 0.0 <= rating <= 100.0
+            and type(alpha) is float and 0.0 <= alpha <= 1.0
+            and type(tier) is str and tier in _TIER_SET
+            and all(type(data.get(key, 0)) is int and data.get(key, 0) >= 0
+                    for key in _COUNT_KEYS))
 
 
 def validate_message(msg: Mapping) -> dict:

@@ -394,3 +394,38 @@ def test_from_json_validates_fields():
                                            r"\[0, 100\], not 120\.5$"):
         from_json(text)
 
+
+
+_field_values = st.one_of(
+    st.none(), st.booleans(), st.integers(-5, 200), st.floats(allow_nan=True),
+    st.sampled_from(["", "AAPL", "BUY", "STRONG_SELL", "high", "low", "nope"]),
+    st.lists(st.integers(), max_size=2),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(
+    st.sampled_from(["symbol", "signal", "tech_rating", "alpha_score", "priority_tier",
+                     "position", "total_processed", "total_remaining", "extra"]),
+    _field_values))
+def test_fast_result_check_agrees_with_the_field_rules(data):
+    from technic_panel.messages import _DATA_RULES, _check_fields, _plainly_valid_result
+
+    try:
+        _check_fields(data, _DATA_RULES["result"], "message.data")
+        valid = True
+    except MessageError:
+        valid = False
+    if _plainly_valid_result(data):
+        assert valid
+    assert valid == (validate_data_ok(data))
+
+
+def validate_data_ok(data) -> bool:
+    from technic_panel.messages import validate_data
+
+    try:
+        validate_data("result", data)
+    except MessageError:
+        return False
+    return True
