@@ -147,7 +147,10 @@ class Scanner:
 
     def plan(self) -> pd.DataFrame:
         """Return the scan order: symbol, priority_score, priority_tier, batch_number."""
-        universe, snapshot = self.source.universe(), self.source.snapshot()
+        return self._plan(self.source.universe())
+
+    def _plan(self, universe: pd.DataFrame) -> pd.DataFrame:
+        snapshot = self.source.snapshot()
         symbols = self.symbols if self.symbols is not None else universe["symbol"].tolist()
         symbols = self._screen(symbols, universe, snapshot)
         return prioritize(symbols, snapshot, self.previous_ratings, batch_size=self.batch_size)
@@ -176,8 +179,9 @@ class Scanner:
         self._started = True
         self._started_at = time.perf_counter()
         first: list[float] = []
-        plan = self.plan()
-        context = _Context.from_plan(plan, self.source.universe())
+        universe = self.source.universe()
+        plan = self._plan(universe)
+        context = _Context.from_plan(plan, universe)
         self.total = len(plan)
 
         def emit(event: ScanEvent) -> None:
@@ -234,7 +238,8 @@ class Scanner:
             if not item.cancelled():
                 self._emit_chunk(context, _outcomes(item, chunk), emit)
 
-    def _emit_chunk(self, context: _Context, outcomes: list, emit) -> None:
+    def _emit_chunk(self, context: _Context, outcomes: list,
+                    emit: Callable[[ScanEvent], None]) -> None:
         with self._emit_lock:
             for symbol, ok, row in outcomes:
                 if self._stopped:
