@@ -139,7 +139,7 @@ def main() -> None:
     unbatched = latency(0.0)
     before, after, peak = memory()
     body = "\n".join([
-        f"| measure | result | target |",
+        "| measure | result | target |",
         "|---|---|---|",
         f"| streaming overhead: {SYMBOLS:,}-symbol thread scan, bare {bare:.3f} s vs every "
         f"event through a ResultStreamer read by a subscriber {streamed:.3f} s "

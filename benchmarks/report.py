@@ -26,7 +26,8 @@ def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as info:
-            names = [line.split(":", 1)[1].strip() for line in info if line.startswith("model name")]
+            names = [line.split(":", 1)[1].strip() for line in info
+                     if line.startswith("model name")]
         cpu = names[0] if names else cpu
     except OSError:
         pass
