@@ -59,8 +59,10 @@ class ScanRecord:
     criteria: EarlyTerminationCriteria
     started_at: float
     last_activity: float
+    started_perf: float = field(default_factory=time.perf_counter)
     status: str = "running"
     reason: str | None = None
+    error: str | None = None
     paused: bool = False
     ended_at: float | None = None
     summary: dict[str, Any] = field(default_factory=dict)
@@ -74,12 +76,12 @@ class ScanRecord:
         """Whether the scan has not yet sent its ``final``."""
         return self.ended_at is None
 
-    def progress(self, now: float) -> dict[str, Any]:
+    def progress(self) -> dict[str, Any]:
         """Return the counters as the data of a ``progress`` message."""
         scanner = self.scanner
         processed = scanner.processed if scanner else 0
         total = scanner.total if scanner else 0
-        elapsed = now - self.started_at
+        elapsed = time.perf_counter() - self.started_perf
         rate = processed / elapsed if elapsed > 0 else 0.0
         eta = (total - processed) / rate if rate > 0 else None
         return {
@@ -92,12 +94,12 @@ class ScanRecord:
             "eta": None if eta is None else round(eta, 3),
         }
 
-    def to_dict(self, now: float) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         """Return a JSON-able description: id, status, settings, progress, last seq."""
         return {
             "scan_id": self.scan_id, "status": self.status, "reason": self.reason,
             "paused": self.paused,
-            "config": self.config.to_dict(), "progress": self.progress(now),
+            "config": self.config.to_dict(), "progress": self.progress(),
             "last_seq": self.streamer.last_seq, "subscribers": self.streamer.subscriber_count,
         }
 
@@ -222,9 +224,8 @@ class StreamManager:
         """Return every scan still held, newest first, as :meth:`ScanRecord.to_dict` gives."""
         with self._lock:
             self._sweep()
-            now = self._clock()
             records = sorted(self._scans.values(), key=lambda r: r.started_at, reverse=True)
-            return [record.to_dict(now) for record in records]
+            return [record.to_dict() for record in records]
 
     def shutdown(self) -> None:
         """Stop every scan, wait for their threads and the janitor, drop everything."""
@@ -248,6 +249,7 @@ class StreamManager:
         """Run one scan to its ``final``; the boundary where a scan's failure is caught."""
         config, streamer = record.config, record.streamer
         summary: ScanSummary | None = None
+        record.criteria.start_timer(lambda: self._stop_scanner(record))
         try:
             scanner = Scanner(
                 self._source(config), strategy, executor=config.executor,
@@ -260,12 +262,12 @@ class StreamManager:
                 scanner.stop()
             if record.paused:
                 scanner.pause()
-            record.criteria.start_timer(lambda: self._stop_scanner(record))
             last_progress = [float("-inf")]
             summary = scanner.run(lambda event: self._on_event(record, event, last_progress))
         except Exception as exc:  # noqa: BLE001 - a failed scan ends with an error and a final
             log.warning("scan %s failed: %s", record.scan_id, exc, exc_info=True)
-            streamer.add_error({"error": "scan", "message": f"{type(exc).__name__}: {exc}"})
+            record.error = f"{type(exc).__name__}: {exc}"
+            streamer.add_error({"error": "scan", "message": record.error})
         finally:
             record.criteria.cancel()
             self._finish(record, summary)
@@ -282,13 +284,12 @@ class StreamManager:
             fired = record.criteria.observe_progress(scanner.processed, scanner.total)
         if fired:
             scanner.stop()
-        now = self._clock()
+        now = time.perf_counter()
         if now - last_progress[0] >= self.progress_interval:
             last_progress[0] = now
-            record.streamer.add_progress(record.progress(now))
+            record.streamer.add_progress(record.progress())
 
     def _finish(self, record: ScanRecord, summary: ScanSummary | None) -> None:
-        now = self._clock()
         reason = record.criteria.reason
         if summary is None:
             status = "failed"
@@ -296,17 +297,26 @@ class StreamManager:
             status = "completed"
         else:
             status = "stopped" if reason in ("manual", "inactive") else "terminated"
-        record.streamer.add_progress(record.progress(now))
-        final = {"status": status, "reason": reason, "scan_id": record.scan_id,
-                 **record.progress(now),
-                 "first_result_after": summary.first_event_after if summary else None}
+        progress = record.progress()
+        record.streamer.add_progress(progress)
+        final = {"status": status, "reason": reason, "scan_id": record.scan_id, **progress,
+                 "first_result_after": summary.first_event_after if summary else None,
+                 "error": record.error}
         with self._lock:
             record.status, record.reason, record.summary = status, reason, final
             record.paused = False
-            record.ended_at = record.last_activity = now
+            record.ended_at = record.last_activity = self._clock()
             if record.ratings:
-                self._previous_ratings[_source_key(record.config)] = record.ratings
-        record.streamer.finish(final)
+                self._remember_ratings(_source_key(record.config), record.ratings)
+            record.streamer.finish(final)
+
+    def _remember_ratings(self, key: tuple, ratings: dict[str, float]) -> None:
+        """Merge a scan's ratings into its source's (lock held); keep the latest 8 sources."""
+        merged = self._previous_ratings.pop(key, {})
+        merged.update(ratings)
+        self._previous_ratings[key] = merged
+        while len(self._previous_ratings) > 8:
+            del self._previous_ratings[next(iter(self._previous_ratings))]
 
     def _stop_scanner(self, record: ScanRecord) -> None:
         with self._lock:

@@ -16,6 +16,7 @@ thread-safe; the timer is the only thread, and :meth:`cancel` ends it.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable, Iterable, Mapping
 
@@ -42,7 +43,8 @@ class EarlyTerminationCriteria:
         _check(owner, "min_rating", min_rating, 0 <= min_rating <= 100, "in [0, 100]")
         _check(owner, "max_fraction", max_fraction,
                max_fraction is None or 0 < max_fraction <= 1, "in (0, 1]")
-        _check(owner, "timeout", timeout, timeout is None or timeout > 0, "> 0")
+        _check(owner, "timeout", timeout,
+               timeout is None or (math.isfinite(timeout) and timeout > 0), "finite and > 0")
         self.max_signals, self.min_rating = max_signals, min_rating
         self.max_fraction, self.timeout = max_fraction, timeout
         self.quality_count = 0
