@@ -7,7 +7,7 @@ PORT ?= 5006
 ADDRESS ?= 127.0.0.1
 STREAMING_CORE = technic_panel/messages.py,technic_panel/streaming.py,technic_panel/termination.py,technic_panel/manager.py
 
-.PHONY: install serve test bench lint clean
+.PHONY: install serve test bench lint notebooks clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,9 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_engine.py
 	$(BIN)/python benchmarks/bench_stream.py
+
+notebooks: $(STAMP)
+	$(BIN)/jupyter execute --inplace notebooks/*.ipynb
 
 lint: $(STAMP)
 	$(BIN)/ruff check technic_panel tests benchmarks app.py

@@ -115,7 +115,8 @@ class ScanConfig(param.Parameterized):
             try:
                 setattr(config, key, value)
             except (ValueError, TypeError) as exc:
-                raise ConfigError(str(exc), field=key) from exc
+                message = str(exc) if repr(value) in str(exc) else f"{exc} Got {value!r}."
+                raise ConfigError(message, field=key) from exc
         return config.validate()
 
     def to_dict(self) -> dict[str, Any]:

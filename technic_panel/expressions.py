@@ -110,8 +110,13 @@ class FilterExpression:
         terms = [self._compile(node.left), *(self._compile(c) for c in node.comparators)]
 
         def compare(row: Row) -> bool:
-            values = [t(row) for t in terms]
-            return all(op(a, b) for op, a, b in zip(ops, values, values[1:], strict=False))
+            left = terms[0](row)
+            for op, term in zip(ops, terms[1:], strict=True):
+                right = term(row)
+                if not op(left, right):
+                    return False  # a chain stops at its first false link, as in Python
+                left = right
+            return True
 
         return compare
 

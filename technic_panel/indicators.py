@@ -76,6 +76,9 @@ def _compute(bars: Bars, symbol: str, view: type[_Full] | type[_Last]) -> dict:
     if n < MIN_BARS:
         raise InsufficientBars(f"{symbol} has {n} bars; the indicators need at least {MIN_BARS}")
     h, low, c, v = bars.high, bars.low, bars.close, bars.volume
+    if not (v[-21:] > 0).any():
+        raise DataError(f"{symbol} has no volume in its last 21 bars; the volume indicators "
+                        "need traded days (a halted or delisted symbol?)")
     at, prev = view.at, view.prev
     macd, macd_signal, macd_hist = talib.MACD(c, 12, 26, 9)
     upper, middle, lower = talib.BBANDS(c, 20, 2.0, 2.0)

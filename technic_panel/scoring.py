@@ -148,6 +148,14 @@ class Scorer:
             return "SELL"
         return "HOLD"
 
+    def is_long(self, rating: float) -> bool:
+        """Whether the trade plan for ``rating`` is long.
+
+        Buy signals are long, sell signals short, and a HOLD leans to the side
+        it is nearer (above or below the middle of ``sell`` and ``buy``).
+        """
+        return rating >= (self.sell + self.buy) / 2
+
     def score(self, ind: dict[str, float]) -> dict[str, float | str]:
         """Return :data:`SCORE_COLUMNS` for one symbol's latest indicators."""
         parts = components(ind)
@@ -163,7 +171,7 @@ class Scorer:
             "tech_rating": round(rating, 2), "alpha_score": round(alpha, 4),
             "signal": self.signal_for(rating),
         }
-        row.update(self.trade_plan(ind, long=rating >= 50.0))
+        row.update(self.trade_plan(ind, long=self.is_long(rating)))
         for name, value in parts.items():
             row[f"score_{name}"] = round(value, 4)
         return row

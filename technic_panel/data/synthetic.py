@@ -52,8 +52,10 @@ class SyntheticSource:
 
     def __init__(self, symbols: int = 5000, *, seed: int = 42, bars: int = 504,
                  latency_ms: float = 0.0, error_rate: float = 0.0) -> None:
-        _check("symbols", symbols, 1 <= symbols <= 100_000, "an integer in [1, 100000]")
-        _check("bars", bars, 30 <= bars <= 5000, "an integer in [30, 5000]")
+        _check("symbols", symbols, _is_int(symbols) and 1 <= symbols <= 100_000,
+               "an integer in [1, 100000]")
+        _check("bars", bars, _is_int(bars) and 30 <= bars <= 5000, "an integer in [30, 5000]")
+        _check("seed", seed, _is_int(seed), "an integer")
         _check("latency_ms", latency_ms, 0 <= latency_ms <= 60_000, "in [0, 60000]")
         _check("error_rate", error_rate, 0 <= error_rate <= 1, "in [0, 1]")
         self.symbols, self.seed, self.n_bars = int(symbols), int(seed), int(bars)
@@ -125,6 +127,10 @@ def _generated(n: int, seed: int, n_bars: int) -> _Universe:
     """Generate a universe once per process: later sources (and workers' copies) share it."""
     with _cache_lock:
         return _cached_universe(n, seed, n_bars)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
 
 
 def _check(field: str, value: float, ok: bool, rule: str) -> None:
