@@ -133,6 +133,9 @@ class ScanConfig(param.Parameterized):
                                   "(a folder of CSV or Parquet files)", field="path")
             if not os.path.exists(self.path):
                 raise ConfigError(f"ScanConfig.path must exist, not {self.path!r}", field="path")
+        if not self.quality_signals:
+            raise ConfigError("ScanConfig.quality_signals must name at least one signal "
+                              "(e.g. ['STRONG_BUY']), not []", field="quality_signals")
         if self.executor != "dask" and self.scheduler:
             raise ConfigError("ScanConfig.scheduler needs executor='dask', "
                               f"not executor={self.executor!r}", field="scheduler")

@@ -38,9 +38,12 @@ class EarlyTerminationCriteria:
         if unknown or not self.quality_signals:
             raise ValueError(f"{owner}.quality_signals must be a non-empty subset of "
                              f"{', '.join(SIGNALS)}, not {sorted(self.quality_signals)}")
-        _check(owner, "max_signals", max_signals, max_signals is None or max_signals >= 1,
-               ">= 1")
-        _check(owner, "min_rating", min_rating, 0 <= min_rating <= 100, "in [0, 100]")
+        _check(owner, "max_signals", max_signals,
+               max_signals is None or (_is_number(max_signals, int) and max_signals >= 1),
+               "an integer >= 1")
+        _check(owner, "min_rating", min_rating,
+               _is_number(min_rating, int | float) and 0 <= min_rating <= 100,
+               "a number in [0, 100]")
         _check(owner, "max_fraction", max_fraction,
                max_fraction is None or 0 < max_fraction <= 1, "in (0, 1]")
         _check(owner, "timeout", timeout,
@@ -120,6 +123,10 @@ class EarlyTerminationCriteria:
             timer.cancel()
             if timer is not threading.current_thread():
                 timer.join()
+
+
+def _is_number(value: object, kind: type | tuple) -> bool:
+    return isinstance(value, kind) and not isinstance(value, bool)
 
 
 def _check(owner: str, field: str, value: object, ok: bool, rule: str) -> None:
