@@ -67,7 +67,8 @@ class ScanConfig(param.Parameterized):
     executor = param.Selector(default="thread", objects=["thread", "process", "dask"],
                               doc="Where symbols are computed: threads, processes or Dask.")
     workers = param.Integer(default=None, allow_None=True, bounds=(1, 256),
-                            doc="Worker count (default: 2 threads, or one process per core).")
+                            doc="Worker count (default: 1 thread, 32 when the source waits "
+                                "on latency, or one process or Dask worker per core).")
     scheduler = param.String(default=None, allow_None=True,
                              doc="Dask scheduler address (tcp://host:8786); none starts a "
                                  "LocalCluster.")
