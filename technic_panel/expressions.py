@@ -83,9 +83,16 @@ class FilterExpression:
 
     def _compile_BoolOp(self, node: ast.BoolOp) -> _Node:
         parts = [self._compile(v) for v in node.values]
-        if isinstance(node.op, ast.And):
-            return lambda row: all(p(row) for p in parts)
-        return lambda row: any(p(row) for p in parts)
+        stop_when = not isinstance(node.op, ast.And)  # `and` stops at a falsy value
+
+        def evaluate(row: Row) -> object:
+            for part in parts:
+                value = part(row)
+                if bool(value) is stop_when:
+                    return value
+            return value  # like Python: the last operand's value
+
+        return evaluate
 
     def _compile_UnaryOp(self, node: ast.UnaryOp) -> _Node:
         operand = self._compile(node.operand)

@@ -5,18 +5,22 @@ so 0.5 is neutral and a mirrored price path (uptrend <-> downtrend) maps a
 component ``c`` to about ``1 - c``. All inputs are ratios, so scaling every
 price by a constant changes nothing.
 
-- trend      = mean of squash(log(close/sma_50)/0.05), squash(log(close/sma_200)/0.10),
-  squash(log(sma_50/sma_200)/0.05), squash(log(ema_20/sma_50)/0.03); its distance
+- trend      = mean of squash(log(close/sma_50)/0.10), squash(log(close/sma_200)/0.20),
+  squash(log(sma_50/sma_200)/0.10), squash(log(ema_20/sma_50)/0.06); its distance
   from 0.5 is then scaled by ADX conviction ``0.5 + 0.5 min(adx_14/40, 1)``.
-- momentum   = mean of squash((rsi_14-50)/15), squash(macd_hist/atr_14/0.3), squash(roc_21/10).
-- volume     = mean of squash(obv_slope/0.3) and squash(sign(change) (rel_volume-1)).
+- momentum   = mean of squash((rsi_14-50)/25), squash(macd_hist/atr_14/0.6), squash(roc_21/20).
+- volume     = mean of squash(obv_slope/0.6) and squash(sign(change) (rel_volume-1)).
 - volatility = risk-adjusted 63-day return, squash(roc_63 / (atr_pct sqrt 63)).
 - breakout   = mean of range_pos_52w and Bollinger %B clipped to [0, 1].
 
 ``tech_rating = 100 * sum(w_i c_i) / sum(w_i)`` with the Strategy's weights;
 ``alpha_score = squash(1.5 (tech_rating-50)/50 + 0.5 sharpe_63 - overextension)``,
 where overextension = (rsi_14-75)/25 above 75 and (rsi_14-25)/25 below 25.
-The signal comes from tech_rating and the four thresholds.
+The signal comes from tech_rating and the four thresholds. The trade plan is
+long for buy signals and short for sell signals (a HOLD leans to its nearer
+side): entry at the close, the stop ``stop_atr`` ATRs away, the target at the
+52-week extreme but at least ``target_atr`` and at most ``max_target_atr`` ATRs
+away (and, short, never below a tenth of the entry).
 """
 
 from __future__ import annotations
@@ -185,6 +189,8 @@ class Scorer:
         low_52w = (entry - pos * high_52w) / (1.0 - pos) if pos < 1.0 else entry
         extreme = high_52w - entry if long else entry - low_52w
         reach = min(max(extreme, self.target_atr * atr), self.max_target_atr * atr)
+        if not long:
+            reach = min(reach, 0.9 * entry)  # a price cannot fall below zero
         return {"side": "long" if long else "short", "entry": round(entry, 4),
                 "stop": round(entry - sign * self.stop_atr * atr, 4),
                 "target": round(entry + sign * reach, 4),

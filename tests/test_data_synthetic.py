@@ -299,3 +299,11 @@ def test_pickling_drops_the_arrays_but_gives_the_same_bars(source: SyntheticSour
     flaky = pickle.loads(pickle.dumps(SyntheticSource(symbols=5, latency_ms=3,
                                                       error_rate=0.5)))
     assert flaky.latency_ms == 3.0 and flaky.error_rate == 0.5 and flaky.io_bound
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("seed", -1), ("latency_ms", "x"), ("error_rate", None),
+])
+def test_negative_seed_and_non_numbers_are_refused_naming_the_field(field: str, value):
+    with pytest.raises(ValueError, match=f"SyntheticSource.{field} must be"):
+        SyntheticSource(**{field: value})

@@ -211,3 +211,15 @@ def python_truth(text: str, row: dict) -> bool:
 def test_agrees_with_python_on_numeric_expressions(text: str, row: dict):
     expression = FilterExpression(text, NUMERIC)
     assert expression(row) is python_truth(text, row), text
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("(a and b) > 1.5", True),
+    ("(a or b) > 1.5", False),
+    ("(c and a) == 0", True),
+    ("(c or b) == 2", True),
+])
+def test_and_or_give_an_operand_like_python(text, expected):
+    row = {"a": 1, "b": 2, "c": 0}
+    assert FilterExpression(text, ["a", "b", "c"])(row) is expected
+    assert bool(eval(text, {}, row)) is expected  # noqa: S307 - the reference semantics

@@ -346,3 +346,72 @@ def test_strategy_score_equals_its_scorer(rows):
 ])
 def test_signal_for_boundaries(scorer: Scorer, rating: float, signal: str):
     assert scorer.signal_for(rating) == signal
+
+
+# --- Components and alpha against an independent, vectorised reference -----------------------
+
+
+def _squash(x: np.ndarray) -> np.ndarray:
+    return 0.5 + 0.5 * np.tanh(x)
+
+
+def reference_scores(rows: dict[str, dict[str, float]]) -> dict[str, np.ndarray]:
+    """The module docstring's formulas, over the whole universe at once in numpy.
+
+    The scales (0.10, 0.20, 0.10, 0.06 for trend; 25, 0.6, 20 for momentum;
+    0.6 for OBV) are the ones scoring.py uses; its module docstring states half
+    of each (0.05, 0.10, ...), which is reported as a documentation bug.
+    """
+    col = {name: np.array([row[name] for row in rows.values()]) for name in next(
+        iter(rows.values()))}
+    close, atr = col["close"], col["atr_14"]
+    trend = (_squash(np.log(close / col["sma_50"]) / 0.10)
+             + _squash(np.log(close / col["sma_200"]) / 0.20)
+             + _squash(np.log(col["sma_50"] / col["sma_200"]) / 0.10)
+             + _squash(np.log(col["ema_20"] / col["sma_50"]) / 0.06)) / 4
+    conviction = 0.5 + 0.5 * np.minimum(col["adx_14"] / 40.0, 1.0)
+    sharpe = col["roc_63"] / (col["atr_pct"] * np.sqrt(63.0))
+    parts = {
+        "trend": 0.5 + (trend - 0.5) * conviction,
+        "momentum": (_squash((col["rsi_14"] - 50) / 25) + _squash(col["macd_hist"] / atr / 0.6)
+                     + _squash(col["roc_21"] / 20)) / 3,
+        "volume": (_squash(col["obv_slope"] / 0.6)
+                   + _squash(np.where(col["change_pct"] < 0, -1.0, 1.0)
+                             * (col["rel_volume"] - 1))) / 2,
+        "volatility": _squash(sharpe),
+        "breakout": (col["range_pos_52w"] + np.clip(col["bb_pct_b"], 0.0, 1.0)) / 2,
+    }
+    weights = {"trend": 0.30, "momentum": 0.25, "volume": 0.15, "volatility": 0.10,
+               "breakout": 0.20}
+    rating = 100 * sum(weights[n] * parts[n] for n in COMPONENTS) / sum(weights.values())
+    rsi = col["rsi_14"]
+    overextension = np.maximum(rsi - 75, 0) / 25 + np.minimum(rsi - 25, 0) / 25
+    alpha = _squash(1.5 * (rating - 50) / 50 + 0.5 * sharpe - overextension)
+    return {**{f"score_{n}": parts[n] for n in COMPONENTS}, "tech_rating": rating,
+            "alpha_score": alpha}
+
+
+def test_components_rating_and_alpha_match_the_reference(rows, scores):
+    expected = reference_scores(rows)
+    rounding = {"tech_rating": 0.005, "alpha_score": 5e-5}  # 2 and 4 decimal places
+    for name, values in expected.items():
+        ours = np.array([row[name] for row in scores.values()])
+        np.testing.assert_allclose(ours, values, rtol=0, atol=rounding.get(name, 5e-5) + 1e-9,
+                                   err_msg=name)
+    for name in COMPONENTS:  # every component discriminates on this universe
+        assert expected[f"score_{name}"].std() > 0.02, name
+
+
+def test_overextension_lowers_alpha_above_rsi_75(rows, scorer: Scorer):
+    row = next(r for r in rows.values() if 50 < r["rsi_14"] < 70)
+    calm, hot = scorer.score({**row, "rsi_14": 75.0}), scorer.score({**row, "rsi_14": 95.0})
+    calm_parts = components({**row, "rsi_14": 75.0})
+    assert hot["score_momentum"] > calm_parts["momentum"]  # RSI itself is bullish momentum ...
+    assert hot["alpha_score"] < calm["alpha_score"]  # ... but the overextension outweighs it
+
+
+def test_short_target_stays_above_zero(scorer: Scorer):
+    plan = scorer.trade_plan({"close": 10.0, "atr_14": 4.0, "dist_high_52w": -50.0,
+                              "range_pos_52w": 0.2}, long=False)
+    assert plan["side"] == "short" and plan["stop"] > plan["entry"]
+    assert 0.0 < plan["target"] < plan["entry"], plan

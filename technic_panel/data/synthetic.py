@@ -55,9 +55,11 @@ class SyntheticSource:
         _check("symbols", symbols, _is_int(symbols) and 1 <= symbols <= 100_000,
                "an integer in [1, 100000]")
         _check("bars", bars, _is_int(bars) and 30 <= bars <= 5000, "an integer in [30, 5000]")
-        _check("seed", seed, _is_int(seed), "an integer")
-        _check("latency_ms", latency_ms, 0 <= latency_ms <= 60_000, "in [0, 60000]")
-        _check("error_rate", error_rate, 0 <= error_rate <= 1, "in [0, 1]")
+        _check("seed", seed, _is_int(seed) and 0 <= seed < 2**32, "an integer in [0, 2**32)")
+        _check("latency_ms", latency_ms, _is_real(latency_ms) and 0 <= latency_ms <= 60_000,
+               "a number in [0, 60000]")
+        _check("error_rate", error_rate, _is_real(error_rate) and 0 <= error_rate <= 1,
+               "a number in [0, 1]")
         self.symbols, self.seed, self.n_bars = int(symbols), int(seed), int(bars)
         self.latency_ms, self.error_rate = float(latency_ms), float(error_rate)
         self._lock = threading.Lock()
@@ -131,6 +133,11 @@ def _generated(n: int, seed: int, n_bars: int) -> _Universe:
 
 def _is_int(value: object) -> bool:
     return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(
+        value, bool)
 
 
 def _check(field: str, value: float, ok: bool, rule: str) -> None:
