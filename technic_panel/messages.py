@@ -51,6 +51,15 @@ class MessageError(ValueError):
     """A message, or the data for one, breaks the contract; the text names the field."""
 
 
+class SafeData(dict):
+    """A flat dict its producer guarantees JSON-safe: str keys, finite floats, plain values.
+
+    The scanner builds its events' data this way, so :func:`json_safe` copies it
+    without checking each value again. Should a producer break the promise,
+    :func:`to_json` still refuses NaN, so it can never reach JSON.
+    """
+
+
 def utc_timestamp(now: datetime | None = None) -> str:
     """Return ``now`` (default: the current time) as ISO-8601 UTC with milliseconds and ``Z``.
 
@@ -94,6 +103,8 @@ def json_safe(value: Any, path: str = "message.data") -> Any:
         its ``path``.
     """
     kind = type(value)
+    if kind is SafeData:
+        return dict(value)
     if kind is float:
         return value if value - value == 0.0 else None
     if kind is str or kind is int or kind is bool or value is None:

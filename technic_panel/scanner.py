@@ -28,6 +28,7 @@ from technic_panel.config import RESULT_COLUMNS
 from technic_panel.data.base import DataSource
 from technic_panel.executors import ScanExecutor, ScanJob, make_executor
 from technic_panel.expressions import FilterExpression
+from technic_panel.messages import SafeData
 from technic_panel.prioritize import prioritize
 from technic_panel.scoring import Strategy
 
@@ -250,7 +251,7 @@ class Scanner:
                     emit(event)
 
     def _event(self, context: _Context, symbol: str, ok: bool, row: dict) -> ScanEvent | None:
-        data: dict[str, Any] = {"symbol": symbol}
+        data = SafeData(symbol=symbol)
         if ok:
             data.update((key, row[key]) for key in _LEADING)
             data.update(context.fields(symbol))
@@ -291,6 +292,7 @@ class _Context:
     @classmethod
     def from_plan(cls, plan: pd.DataFrame, universe: pd.DataFrame) -> _Context:
         meta = universe.drop_duplicates("symbol").set_index("symbol").reindex(plan["symbol"])
+        meta = meta[list(_META)].astype(object).where(meta[list(_META)].notna(), None)
         columns = {name: meta[name].tolist() for name in _META}
         columns["priority_tier"] = plan["priority_tier"].tolist()
         columns["batch_number"] = plan["batch_number"].tolist()

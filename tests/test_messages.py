@@ -429,3 +429,16 @@ def validate_data_ok(data) -> bool:
     except MessageError:
         return False
     return True
+
+
+def test_safe_data_is_copied_unchecked_and_to_json_still_refuses_nan():
+    from technic_panel.messages import SafeData
+
+    trusted = SafeData(symbol="AAPL", value=1.5)
+    copied = json_safe(trusted)
+    assert copied == trusted and type(copied) is dict and copied is not trusted
+    lying = SafeData(symbol="AAPL", value=float("nan"))
+    msg = make_message("progress", {"processed": 1, "total": 2, "inner": lying},
+                       scan_id="s", seq=1)
+    with pytest.raises(MessageError, match="cannot be written as JSON"):
+        to_json(msg)

@@ -441,3 +441,23 @@ def test_screen_keeps_only_the_chosen_sectors_prices_and_liquidity():
 
 def test_no_screen_scans_the_whole_universe():
     assert len(Scanner(synthetic()).plan()) == UNIVERSE
+
+
+def test_event_data_is_already_json_safe_even_with_unknown_metadata(tmp_path):
+    import json
+
+    from technic_panel.data import FileSource
+    from technic_panel.messages import SafeData, json_safe
+
+    source = synthetic()
+    frame = source.history(source.universe()["symbol"][0])
+    for name in ("AAA", "BBB"):
+        frame.to_csv(tmp_path / f"{name}.csv")
+    recorder = Recorder()
+    Scanner(FileSource(tmp_path)).run(recorder)
+    assert len(recorder.events) == 2
+    for event in recorder.events:
+        assert type(event.data) is SafeData
+        assert event.data["market_cap"] is None  # unknown for files: None, never NaN
+        assert json_safe(dict(event.data)) == event.data
+        json.dumps(event.data, allow_nan=False)
