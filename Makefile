@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 serve: $(STAMP)
-	$(BIN)/panel serve app.py --address $(ADDRESS) --port $(PORT) \
+	$(BIN)/panel serve app.py --plugins technic_panel.api --address $(ADDRESS) --port $(PORT) \
 		--allow-websocket-origin=$(ADDRESS):$(PORT) --allow-websocket-origin=localhost:$(PORT)
 
 test: $(STAMP)
@@ -30,6 +30,8 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_engine.py
 	$(BIN)/python benchmarks/bench_stream.py
+	$(BIN)/python benchmarks/bench_api.py
+	$(BIN)/python benchmarks/bench_dashboard.py
 
 notebooks: $(STAMP)
 	$(BIN)/jupyter execute --inplace notebooks/*.ipynb

@@ -64,6 +64,7 @@ class ScanRecord:
     reason: str | None = None
     error: str | None = None
     paused: bool = False
+    released: bool = False
     ended_at: float | None = None
     summary: dict[str, Any] = field(default_factory=dict)
     scanner: Scanner | None = None
@@ -202,6 +203,19 @@ class StreamManager:
         if record.criteria.fire("manual"):
             self._stop_scanner(record)
         return record
+
+    def release(self, scan_id: str) -> None:
+        """Say the caller is done with a scan: clean it up without waiting for the timeout.
+
+        It is removed as soon as it has ended and nobody subscribes (a running one
+        is stopped first, as an abandoned scan is). Unknown ids are ignored, so
+        releasing twice is safe.
+        """
+        with self._lock:
+            record = self._scans.get(scan_id)
+            if record is not None:
+                record.released = True
+                self._sweep()
 
     def pause_stream(self, scan_id: str) -> ScanRecord:
         """Pause the scan: no new work is submitted; work in flight still arrives."""
@@ -344,8 +358,8 @@ class StreamManager:
         """Stop abandoned scans and remove finished, unwatched, inactive ones (lock held)."""
         now = self._clock()
         for scan_id, record in list(self._scans.items()):
-            if record.streamer.subscriber_count or now - record.last_activity < \
-                    self.inactivity_timeout:
+            idle = record.released or now - record.last_activity >= self.inactivity_timeout
+            if record.streamer.subscriber_count or not idle:
                 continue
             if record.running:
                 if record.criteria.fire("inactive"):

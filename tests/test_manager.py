@@ -707,3 +707,33 @@ def test_property_stop_after_k_events_gives_one_final_and_gapless_seqs(stop_afte
     assert (final["status"], final["reason"]) in {("stopped", "manual"), ("completed", None)}
     if final["status"] == "completed":
         assert final["processed"] == 25
+
+
+# --- release ---------------------------------------------------------------------------------
+
+def test_release_removes_a_finished_unwatched_scan_at_once(manager):
+    scan_id = manager.start_stream({"symbols": 50})
+    read_all(manager.subscribe(scan_id))
+    manager.release(scan_id)
+    with pytest.raises(UnknownScan):
+        manager.get(scan_id)
+    manager.release(scan_id)  # unknown now: ignored
+
+
+def test_release_of_a_running_scan_stops_it_and_removes_it_after_its_end(manager):
+    scan_id = manager.start_stream({"symbols": 3000, "latency_ms": 20})
+    record = manager.get(scan_id)
+    manager.release(scan_id)
+    wait_until(lambda: not record.running, timeout=30)
+    assert record.status == "stopped" and record.reason == "inactive"
+    wait_until(lambda: scan_id not in {scan["scan_id"] for scan in manager.list()}, timeout=10)
+
+
+def test_release_keeps_a_watched_scan_until_its_subscription_ends(manager):
+    scan_id = manager.start_stream({"symbols": 50})
+    subscription = manager.subscribe(scan_id)
+    wait_until(lambda: not manager.get(scan_id).running, timeout=30)
+    manager.release(scan_id)
+    assert manager.get(scan_id).released
+    read_all(subscription)
+    wait_until(lambda: scan_id not in {scan["scan_id"] for scan in manager.list()}, timeout=10)

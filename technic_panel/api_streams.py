@@ -1,0 +1,248 @@
+"""The stream handlers: Server-Sent Events and WebSocket, each a cursor into a scan's log.
+
+A handler holds a :class:`~technic_panel.streaming.Subscription`: a cursor into the scan's
+bounded log, not a queue. It takes what is published without waiting
+(``get_batch(timeout=0)``), writes it, and awaits the flush (or every WebSocket write)
+before it reads on, so a slow client only lets its own cursor lag and never slows the
+scan or other clients. When nothing is published it awaits the subscription's ``async
+for``, which scan threads wake with ``loop.call_soon_threadsafe``; no handler waits on a
+lock or does scan work. A cursor that falls behind the retained window receives the
+streamer's local ``behind_window`` error and is disconnected; it resumes from that error's
+seq. Closing the connection closes the subscription. Not thread-safe: IOLoop only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlparse
+
+from tornado.iostream import StreamClosedError
+from tornado.websocket import WebSocketClosedError, WebSocketHandler
+
+from technic_panel.api_base import (
+    DIGITS,
+    APIError,
+    APIHandler,
+    APIMixin,
+    error_envelope,
+    parse_json,
+)
+from technic_panel.manager import UnknownScan
+from technic_panel.streaming import StreamEnded, Subscription
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 500
+"""Most messages a stream handler writes before it awaits the flush (bounds its buffer)."""
+BEHIND_WINDOW_CLOSE = 4000
+"""WebSocket close code after the ``behind_window`` error: reconnect from its seq."""
+
+
+async def next_batch(subscription: Subscription, heartbeat: float | None) -> list[dict] | None:
+    """Return the next published messages, awaiting one when there are none.
+
+    Returns ``[]`` after ``heartbeat`` quiet seconds and ``None`` once the subscription
+    has ended. Never blocks the loop: ``get_batch(timeout=0)`` does not wait, and the wait
+    is the subscription's ``async for``, woken through ``call_soon_threadsafe``.
+    """
+    try:
+        batch = subscription.get_batch(timeout=0, max_items=MAX_BATCH)
+        if batch:
+            return batch
+        async with asyncio.timeout(heartbeat):
+            return [await anext(subscription)]
+    except (StreamEnded, StopAsyncIteration):
+        return None
+    except TimeoutError:
+        return []
+
+
+def _ends_stream(message: dict) -> bool:
+    """Whether the stream ends after ``message``: the final, or the behind_window error."""
+    return message["metadata"]["is_final"] or message["metadata"].get("local", False)
+
+
+class EventsHandler(APIHandler):
+    """``GET /events/results?scan_id=ID``: Server-Sent Events, one per message, then close.
+
+    Not thread-safe: Tornado calls it on its IOLoop; scan threads only wake its cursor.
+    """
+
+    query_token = True
+    _subscription: Subscription | None = None
+
+    async def get(self) -> None:
+        """Stream from ``Last-Event-ID`` (or ``since``) to the final."""
+        scan_id = self.get_query_argument("scan_id")
+        self._subscription = self.subscribe(scan_id, *self._resume_point())
+        self.set_header("Content-Type", "text/event-stream; charset=UTF-8")
+        self.set_header("Cache-Control", "no-cache")
+        self.set_header("X-Accel-Buffering", "no")
+        self.write(f"retry: {self.options.retry_ms}\n\n")
+        try:
+            await self._pump(self._subscription)
+        except StreamClosedError:
+            log.debug("SSE client of %s went away", scan_id)
+
+    async def _pump(self, subscription: Subscription) -> None:
+        await self.flush()
+        while (batch := await next_batch(subscription, self.options.heartbeat)) is not None:
+            if not batch:
+                self.write(": keep-alive\n\n")
+            for message in batch:
+                self.write(f"id: {message['metadata']['seq']}\nevent: {message['type']}\n"
+                           f"data: {self.options.encode(message)}\n\n")
+            await self.flush()
+            if batch and _ends_stream(batch[-1]):
+                return
+
+    def _resume_point(self) -> tuple[int, str]:
+        """Return the cursor to resume from and the parameter that gave it."""
+        last_event_id = self.request.headers.get("Last-Event-ID")
+        if last_event_id is None:
+            return self.int_argument("since", 0, 0), "since"
+        if not DIGITS.fullmatch(last_event_id.strip()):
+            raise APIError(400, "Last-Event-ID must be a seq (an integer >= 0), not "
+                                f"{last_event_id!r}", "Last-Event-ID")
+        return int(last_event_id), "Last-Event-ID"
+
+    def on_connection_close(self) -> None:
+        """Release the cursor when the client goes away."""
+        self._release()
+
+    def on_finish(self) -> None:
+        """Release the cursor when the response ends."""
+        self._release()
+
+    def _release(self) -> None:
+        if self._subscription is not None:
+            self._subscription.close()
+
+
+class ResultsSocket(APIMixin, WebSocketHandler):
+    """``WS /ws/results``: one JSON message per text frame; ``subscribe`` / ``stop`` actions.
+
+    The socket closes after the ``final`` (code 1000) or after the ``behind_window`` error
+    (code :data:`BEHIND_WINDOW_CLOSE`). Not thread-safe: Tornado calls it on its IOLoop.
+    """
+
+    query_token = True
+    _subscription: Subscription | None = None
+    _pump_task: asyncio.Task | None = None
+    _scan_id: str | None = None
+
+    def prepare(self) -> None:
+        """Check token, upgrade, Origin and ``?scan_id`` / ``since`` before upgrading."""
+        self.authorize()
+        headers = self.request.headers
+        if headers.get("Upgrade", "").lower() != "websocket" or \
+                "upgrade" not in headers.get("Connection", "").lower():
+            raise APIError(400, "/ws/results is a WebSocket: send 'Connection: Upgrade' and "
+                                "'Upgrade: websocket'")
+        origin = headers.get("Origin")
+        if origin is not None and not self.check_origin(origin):
+            raise APIError(403, f"a WebSocket from Origin {origin!r} is refused: only pages "
+                                f"served by {self.request.host} may connect", "Origin")
+        self._scan_id = self.get_query_argument("scan_id", None)
+        self._since = self.int_argument("since", 0, 0)
+        if self._scan_id is not None:
+            self.subscribe(self._scan_id, self._since).close()  # 404 / 400 now, not in-band
+
+    def check_origin(self, origin: str) -> bool:
+        """Accept a browser only from this host (clients without an Origin always pass)."""
+        return urlparse(origin).netloc.lower() == self.request.host.lower()
+
+    async def open(self) -> None:
+        """Start streaming ``?scan_id`` from ``since``, if given."""
+        if self._scan_id is not None:
+            await self._answer(self._follow, self._scan_id, self._since)
+
+    async def on_message(self, message: str | bytes) -> None:
+        """Handle an action; a bad one gets an error envelope over the socket."""
+        await self._answer(self._act, message)
+
+    async def _answer(self, act: Callable[..., None], *args: Any) -> None:
+        try:
+            act(*args)
+        except APIError as exc:
+            await self._send(json.dumps(error_envelope(exc.status_code, exc.message, exc.field)))
+
+    def _act(self, message: str | bytes) -> None:
+        request = parse_json(message, "the message")
+        if not isinstance(request, dict):
+            raise APIError(400, 'the message must be a JSON object like {"action": "stop"}')
+        action = request.get("action")
+        if action == "subscribe":
+            scan_id, since = request.get("scan_id"), request.get("since", 0)
+            if not isinstance(scan_id, str) or not scan_id:
+                raise APIError(400, f"scan_id must be a scan id, not {scan_id!r}", "scan_id")
+            if type(since) is not int or since < 0:
+                raise APIError(400, f"since must be an integer >= 0, not {since!r}", "since")
+            self._follow(scan_id, since)
+        elif action == "stop":
+            self._stop(request.get("scan_id", self._scan_id))
+        else:
+            raise APIError(400, f"action must be 'subscribe' or 'stop', not {action!r}",
+                           "action")
+
+    def _stop(self, scan_id: Any) -> None:
+        if not isinstance(scan_id, str):
+            raise APIError(400, f"stop needs a scan_id (or a subscription), not {scan_id!r}",
+                           "scan_id")
+        try:
+            self.manager.stop_stream(scan_id)
+        except UnknownScan as exc:
+            raise APIError(404, str(exc), "scan_id") from exc
+
+    def _follow(self, scan_id: str, since: int) -> None:
+        """Stream ``scan_id`` after ``since`` instead of what this socket streamed before."""
+        subscription = self.subscribe(scan_id, since)
+        self._release()
+        self._scan_id, self._subscription = scan_id, subscription
+        self._pump_task = asyncio.ensure_future(self._pump(subscription))
+        self._pump_task.add_done_callback(self._pump_done)
+
+    async def _pump(self, subscription: Subscription) -> None:
+        while (batch := await next_batch(subscription, None)) is not None:
+            if not await self._send(*map(self.options.encode, batch)):
+                return
+            if _ends_stream(batch[-1]):
+                if batch[-1]["metadata"]["is_final"]:
+                    self.close(1000, "final")
+                else:
+                    self.close(BEHIND_WINDOW_CLOSE, "behind the retained window")
+                return
+
+    async def _send(self, *texts: str) -> bool:
+        """Write one frame per text and await them all; False if the socket has closed."""
+        writes, closed = [], False
+        try:
+            for text in texts:
+                writes.append(self.write_message(text))
+        except WebSocketClosedError:
+            closed = True
+        for outcome in await asyncio.gather(*writes, return_exceptions=True):
+            if isinstance(outcome, WebSocketClosedError):
+                closed = True
+            elif isinstance(outcome, BaseException):
+                raise outcome
+        return not closed
+
+    def _pump_done(self, task: asyncio.Task) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("WebSocket stream of %s failed", self._scan_id, exc_info=task.exception())
+            self.close(1011, "server error")
+
+    def on_close(self) -> None:
+        """Release the cursor when the socket closes."""
+        self._release()
+
+    def _release(self) -> None:
+        if self._pump_task is not None:
+            self._pump_task.cancel()
+        if self._subscription is not None:
+            self._subscription.close()

@@ -1,0 +1,452 @@
+"""ScanController: one dashboard's scan, from the manager's thread to a ColumnDataSource.
+
+A :class:`ScanController` *is* a :class:`~technic_panel.config.ScanConfig` (every scan
+setting is one of its Parameters, named as the CLI flags, the API body and the URL) plus
+the scoring ``strategy``, the ``update_period`` and read-only outputs (``status``, ...).
+
+Mechanics: :meth:`~ScanController.start` has a
+:class:`~technic_panel.manager.StreamManager` run the scan in the manager's thread and
+subscribes to it. One periodic callback per controller
+(``pn.state.add_periodic_callback(self._drain, period=update_period)``) runs on the
+document's thread: it reads what has arrived with the non-blocking
+``Subscription.get_batch(timeout=0)``, streams new rows into :attr:`~ScanController.cds`,
+patches rows that an ``update`` changed and sets the outputs. The ``final`` message, a stop
+or a destroyed browser session removes the callback and closes the subscription.
+:meth:`~ScanController.run` reads the same stream synchronously (scripts, notebooks).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import panel as pn
+import param
+from bokeh.models import ColumnDataSource
+
+from technic_panel.config import ScanConfig
+from technic_panel.manager import StreamManager, default_manager
+from technic_panel.scoring import SIGNALS, Strategy
+from technic_panel.streaming import StreamEnded, Subscription
+
+TABLE_COLUMNS = ("symbol", "sector", "signal", "tech_rating", "alpha_score", "price",
+                 "change_pct", "priority_tier", "entry", "stop", "target")
+"""Columns of :attr:`ScanController.cds`: one row per symbol, in arrival order."""
+
+NUMBER_COLUMNS = frozenset({"tech_rating", "alpha_score", "price", "change_pct", "entry",
+                            "stop", "target"})
+"""Columns held as float64 arrays: Bokeh sends those as binary buffers, not JSON lists."""
+
+FIRST_DRAIN_MS = 25
+"""A served scan is also drained once this soon after it starts, not a period later."""
+
+STATUSES = ("idle", "running", "paused", "stopping", "finished", "failed")
+"""Every ``status`` a controller may have."""
+
+ACTIVE = frozenset({"running", "paused", "stopping"})
+"""Statuses of a controller whose scan has not sent its ``final`` yet."""
+
+RUN_POLL = 0.25
+"""Seconds :meth:`ScanController.run` waits for messages before looking again."""
+
+
+class _Rows:
+    """Every result of one scan by symbol, and what the table has not been sent yet."""
+
+    def __init__(self) -> None:
+        self.results: dict[str, dict[str, Any]] = {}
+        self.index: dict[str, int] = {}
+        self.counts: Counter[str] = Counter()
+        self.rating_sum = 0.0
+        self.best: str | None = None
+        self._new: list[str] = []
+        self._changed: set[str] = set()
+
+    def add(self, data: dict[str, Any]) -> bool:
+        """Keep a ``result`` or ``update``; return whether it made the symbol a STRONG_BUY."""
+        symbol = data["symbol"]
+        previous = self.results.get(symbol)
+        if previous is None:
+            self._new.append(symbol)
+        else:
+            self.counts[previous["signal"]] -= 1
+            self.rating_sum -= previous["tech_rating"]
+            if symbol in self.index:
+                self._changed.add(symbol)
+        self.results[symbol] = data
+        self.counts[data["signal"]] += 1
+        self.rating_sum += data["tech_rating"]
+        self._track_best(symbol, previous)
+        return data["signal"] == "STRONG_BUY" and (
+            previous is None or previous["signal"] != "STRONG_BUY")
+
+    def _track_best(self, symbol: str, previous: dict[str, Any] | None) -> None:
+        rating = self.results[symbol]["tech_rating"]
+        if self.best == symbol and previous is not None and rating < previous["tech_rating"]:
+            self.best = max(self.results, key=lambda s: self.results[s]["tech_rating"])
+        elif self.best is None or rating > self.results[self.best]["tech_rating"]:
+            self.best = symbol
+
+    def flush(self, cds: ColumnDataSource) -> None:
+        """Patch the rows already shown that changed, then stream the new ones."""
+        if self._changed:
+            patches: dict[str, list] = {name: [] for name in TABLE_COLUMNS}
+            for symbol in self._changed:
+                row = self.results[symbol]
+                for name in TABLE_COLUMNS:
+                    patches[name].append((self.index[symbol], _cell(name, row.get(name))))
+            cds.patch(patches)
+            self._changed.clear()
+        if self._new:
+            first = len(self.index)
+            self.index.update((symbol, first + i) for i, symbol in enumerate(self._new))
+            cds.stream(_columns([self.results[symbol] for symbol in self._new]))
+            self._new.clear()
+
+
+def _cell(name: str, value: Any) -> Any:
+    return np.nan if value is None and name in NUMBER_COLUMNS else value
+
+
+def _columns(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Return table columns of ``rows``: float64 arrays for numbers (NaN for None), lists."""
+    return {name: (np.array([_cell(name, row.get(name)) for row in rows], dtype=float)
+                   if name in NUMBER_COLUMNS else [row.get(name) for row in rows])
+            for name in TABLE_COLUMNS}
+
+
+class ScanController(ScanConfig):
+    """Run or watch one scan and stream its results into a ColumnDataSource.
+
+    Every :class:`~technic_panel.config.ScanConfig` setting is a Parameter here, plus
+    ``update_period`` and ``strategy``; outputs are read-only (``constant``) Parameters.
+
+    Warning: not thread-safe. Call its methods, and let it be drained, only on the thread
+    of the document that shows it (Panel callbacks run there); the scan itself runs in the
+    manager's thread and reaches the controller only through its subscription.
+
+    Parameters
+    ----------
+    manager
+        Where scans run; default :func:`~technic_panel.manager.default_manager`.
+    **params
+        Initial values of the settings.
+
+    Examples
+    --------
+    >>> ScanController(symbols=50, manager=StreamManager()).run().shape[0]  # doctest: +SKIP
+    50
+    """
+
+    update_period = param.Integer(default=100, bounds=(20, 5000),
+                                  doc="Milliseconds between two updates of the table.")
+    strategy = param.ClassSelector(class_=Strategy, default=Strategy(), instantiate=True,
+                                   doc="Weights and thresholds that turn indicators into scores.")
+
+    status = param.Selector(default="idle", objects=list(STATUSES), constant=True,
+                            doc="idle, running, paused, stopping, finished or failed.")
+    scan_id = param.String(default=None, allow_None=True, constant=True,
+                           doc="The id of the scan shown (started here or watched).")
+    processed = param.Integer(default=0, constant=True,
+                              doc="Symbols processed so far (results, errors, filtered).")
+    total = param.Integer(default=0, constant=True, doc="Symbols the scan will process.")
+    rows = param.Integer(default=0, constant=True, doc="Results received: rows of the table.")
+    rate = param.Number(default=0.0, constant=True, doc="Symbols processed per second.")
+    eta = param.Number(default=None, allow_None=True, constant=True,
+                       doc="Seconds until every symbol is processed, at the current rate.")
+    elapsed = param.Number(default=0.0, constant=True, doc="Seconds since the scan started.")
+    signal_counts = param.Dict(default=dict.fromkeys(SIGNALS, 0), constant=True,
+                               doc="Results per signal.")
+    mean_rating = param.Number(default=None, allow_None=True, constant=True,
+                               doc="Mean tech_rating of the results.")
+    best_symbol = param.String(default=None, allow_None=True, constant=True,
+                               doc="The symbol with the highest tech_rating so far.")
+    errors = param.Integer(default=0, constant=True, doc="Symbols whose data or scoring failed.")
+    outcome = param.Selector(default=None, objects=[None, "completed", "stopped", "terminated",
+                                                    "failed"], constant=True,
+                             doc="How the scan ended (the final's status).")
+    reason = param.String(default=None, allow_None=True, constant=True,
+                          doc="Why it ended: manual, max_signals, ..., or the error.")
+    strong_buys = param.List(default=[], item_type=str, constant=True,
+                             doc="Symbols that became STRONG_BUY in the latest update.")
+    last_seq = param.Integer(default=0, constant=True, doc="Seq of the last message applied.")
+
+    def __init__(self, manager: StreamManager | None = None, **params: Any) -> None:
+        super().__init__(**params)
+        self._manager = manager
+        self._subscription: Subscription | None = None
+        self._callback: pn.io.PeriodicCallback | None = None
+        self._owned = False
+        self._started = 0.0
+        self._rows = _Rows()
+        self._session_docs: list = []
+        self.scan_config: ScanConfig | None = None
+        """The settings of the scan shown (started here or watched); None before any."""
+        self.cds = ColumnDataSource(data=_columns([]))
+        """The results table: one row per symbol, updated on the document's thread."""
+        self.timeline = ColumnDataSource(data={"elapsed": [], "processed": []})
+        """Symbols processed over time: one point per update."""
+
+    @property
+    def manager(self) -> StreamManager:
+        """The StreamManager the scans run in."""
+        if self._manager is None:
+            self._manager = default_manager()
+        return self._manager
+
+    @property
+    def config(self) -> ScanConfig:
+        """Return the scan settings alone, as a :class:`ScanConfig`."""
+        return ScanConfig(**{name: getattr(self, name) for name in ScanConfig.setting_names()})
+
+    @property
+    def results(self) -> pd.DataFrame:
+        """Every result received, one row per symbol in arrival order, updates applied."""
+        if not self._rows.results:
+            return pd.DataFrame(columns=list(TABLE_COLUMNS))
+        return pd.DataFrame.from_records(list(self._rows.results.values()))
+
+    def start(self) -> str:
+        """Start a scan with the current settings and stream it live; return its id.
+
+        Safe to call twice: while a scan is active this returns its id and starts nothing.
+
+        Raises
+        ------
+        ConfigError
+            If a setting is invalid (names the field; nothing starts).
+        TooManyScans
+            If the manager runs as many scans as it allows.
+        """
+        if self.status in ACTIVE:
+            return self.scan_id
+        self._launch()
+        self._begin_drain()
+        return self.scan_id
+
+    def watch(self, scan_id: str) -> None:
+        """Show a scan already running in the manager (started by the API, a script, ...).
+
+        Every message of it so far is replayed, then it streams live. Stop it here and it
+        stops for everyone; a scan started here before keeps running (watch it again).
+
+        Raises
+        ------
+        UnknownScan
+            If the manager holds no scan with this id.
+        """
+        if scan_id == self.scan_id and self.status in ACTIVE:
+            return
+        record = self.manager.get(scan_id)
+        subscription = self.manager.subscribe(scan_id)
+        self._detach()
+        self.scan_config = record.config
+        self._reset(scan_id, "paused" if record.paused else "running", owned=False)
+        self._started = time.perf_counter() - record.progress()["elapsed"]
+        self._subscription = subscription
+        self._begin_drain()
+
+    def stop(self) -> None:
+        """Stop the scan; results already computed still arrive, then its ``final``.
+
+        Safe to call twice, and when no scan is active.
+        """
+        if self.status not in ("running", "paused"):
+            return
+        self._set(status="stopping")
+        self.manager.stop_stream(self.scan_id)
+
+    def pause(self) -> None:
+        """Pause the scan (no new work starts; work in flight still arrives); idempotent."""
+        if self.status != "running":
+            return
+        self.manager.pause_stream(self.scan_id)
+        self._set(status="paused")
+
+    def resume(self) -> None:
+        """Resume a paused scan; a no-op when it is not paused."""
+        if self.status != "paused":
+            return
+        self.manager.resume_stream(self.scan_id)
+        self._set(status="running")
+
+    def run(self) -> pd.DataFrame:
+        """Run a scan to its end on this thread (no document needed) and return :attr:`results`.
+
+        Raises
+        ------
+        RuntimeError
+            If a scan is already active here.
+        ConfigError, TooManyScans
+            As :meth:`start`.
+        """
+        if self.status in ACTIVE:
+            raise RuntimeError(f"ScanController already shows scan {self.scan_id!r} "
+                               f"({self.status}); stop() it or wait for its end")
+        subscription = self._launch()
+        try:
+            while True:
+                try:
+                    messages = subscription.get_batch(timeout=RUN_POLL)
+                except StreamEnded:
+                    break
+                self._apply(messages)
+        finally:
+            if self.status in ACTIVE:  # interrupted: do not leave the scan running
+                self.manager.stop_stream(self.scan_id)
+            self._detach()
+        return self.results
+
+    def active_scans(self) -> list[dict[str, Any]]:
+        """Return the manager's running scans other than this one's, newest first."""
+        return [scan for scan in self.manager.list()
+                if scan["status"] == "running" and scan["scan_id"] != self.scan_id]
+
+    def view(self, **template_options: Any) -> pn.viewable.Viewable:
+        """Return the dashboard: a FastListTemplate when served, a plain layout in notebooks."""
+        from technic_panel.dashboard import Dashboard
+
+        dashboard = Dashboard(self)
+        doc = pn.state.curdoc
+        served = doc is not None and doc.session_context is not None
+        return dashboard.template(**template_options) if served else dashboard.layout()
+
+    # --- internals ----------------------------------------------------------------------
+
+    def _launch(self) -> Subscription:
+        """Start the scan in the manager and subscribe to it (nothing scheduled yet)."""
+        config = self.config
+        strategy = Strategy(**{name: value for name, value in self.strategy.param.values().items()
+                               if name != "name"})
+        previous = self.scan_id if self._owned else None
+        scan_id = self.manager.start_stream(config, strategy=strategy)
+        if previous:
+            self.manager.release(previous)
+        self._detach()
+        self.scan_config = config
+        self._reset(scan_id, "running", owned=True)
+        self._subscription = self.manager.subscribe(scan_id)
+        return self._subscription
+
+    def _reset(self, scan_id: str, status: str, *, owned: bool) -> None:
+        self._rows = _Rows()
+        self._owned = owned
+        self._started = time.perf_counter()
+        self.cds.selected.indices = []
+        self.cds.data = _columns([])
+        self.timeline.data = {"elapsed": [], "processed": []}
+        defaults = {name: self.param[name].default for name in (
+            "processed", "total", "rows", "rate", "eta", "elapsed", "signal_counts",
+            "mean_rating", "best_symbol", "errors", "outcome", "reason", "strong_buys",
+            "last_seq")}
+        self._set(**defaults, scan_id=scan_id, status=status)
+
+    def _set(self, **values: Any) -> None:
+        with param.edit_constant(self):
+            self.param.update(**values)
+
+    def _begin_drain(self) -> None:
+        """Schedule the one periodic callback that drains the subscription."""
+        self._bind_session()
+        self._callback = pn.state.add_periodic_callback(self._drain, period=self.update_period)
+        doc = pn.state.curdoc
+        if doc is not None and doc.session_context is not None:
+            doc.add_timeout_callback(self._drain, FIRST_DRAIN_MS)
+
+    @param.depends("update_period", watch=True)
+    def _follow_update_period(self) -> None:
+        if self._callback is not None:
+            self._callback.period = self.update_period
+
+    def _bind_session(self) -> None:
+        doc = pn.state.curdoc
+        if doc is None or doc.session_context is None or doc in self._session_docs:
+            return
+        self._session_docs.append(doc)
+        pn.state.on_session_destroyed(self._on_session_destroyed)
+
+    def _on_session_destroyed(self, session_context: Any) -> None:
+        """Free the session's scan: stop it if it is ours, then unhook everything."""
+        if self._owned and self.status in ACTIVE:
+            self.manager.stop_stream(self.scan_id)
+        self._detach()
+        if self._owned and self.scan_id:
+            self.manager.release(self.scan_id)
+        self._session_docs.clear()
+
+    def _drain(self) -> None:
+        """Apply every message that has arrived; end with the ``final`` (never blocks)."""
+        subscription = self._subscription
+        if subscription is None:
+            return
+        try:
+            messages = subscription.get_batch(timeout=0)
+        except StreamEnded:
+            messages = []
+        if messages:
+            self._apply(messages)
+        if subscription.ended:
+            self._detach()
+
+    def _detach(self) -> None:
+        """Remove the periodic callback and close the subscription; safe to call twice."""
+        if self._callback is not None:
+            self._callback.stop()
+            self._callback = None
+        if self._subscription is not None:
+            self._subscription.close()
+            self._subscription = None
+
+    def _apply(self, messages: list[dict[str, Any]]) -> None:
+        """Apply messages in seq order: rows into the table, counters into the outputs."""
+        if not messages:
+            return
+        processed, total, errors, final, strong = self._tally(messages)
+        self._rows.flush(self.cds)
+        values = {**self._counters(processed, total), "errors": errors, "strong_buys": strong,
+                  "last_seq": messages[-1]["metadata"]["seq"]}
+        if final is not None:
+            values.update(self._outcome(final))
+        if processed != self.processed or final is not None:
+            self.timeline.stream({"elapsed": [values["elapsed"]], "processed": [processed]})
+        self._set(**values)
+
+    def _tally(self, messages: list[dict[str, Any]]) -> tuple:
+        """Keep the rows; return (processed, total, errors, final data or None, STRONG_BUYs)."""
+        processed, total, errors, final, strong = self.processed, self.total, self.errors, None, []
+        for message in messages:
+            kind, data = message["type"], message["data"]
+            if kind in ("result", "update") and self._rows.add(data):
+                strong.append(data["symbol"])
+            elif kind == "error" and not message["metadata"].get("local"):
+                errors += 1
+            elif kind == "final":
+                final = data
+            if "total_processed" in data:
+                processed = max(processed, data["total_processed"])
+                total = data["total_processed"] + data["total_remaining"]
+            elif kind in ("progress", "final"):
+                processed, total = max(processed, data["processed"]), data["total"]
+        return processed, total, errors, final, strong
+
+    def _counters(self, processed: int, total: int) -> dict[str, Any]:
+        rows = self._rows
+        elapsed = time.perf_counter() - self._started
+        rate = processed / elapsed if elapsed > 0 else 0.0
+        eta = (total - processed) / rate if rate > 0 else None
+        counts = {signal: rows.counts[signal] for signal in SIGNALS}
+        return {"processed": processed, "total": total, "rows": len(rows.results),
+                "elapsed": elapsed, "rate": rate, "eta": eta, "signal_counts": counts,
+                "best_symbol": rows.best,
+                "mean_rating": rows.rating_sum / len(rows.results) if rows.results else None}
+
+    @staticmethod
+    def _outcome(final: dict[str, Any]) -> dict[str, Any]:
+        failed = final["status"] == "failed"
+        return {"status": "failed" if failed else "finished", "outcome": final["status"],
+                "reason": final.get("error") if failed else final.get("reason"),
+                "elapsed": final["elapsed"], "rate": final["rate"], "eta": None,
+                "errors": final["errors"]}

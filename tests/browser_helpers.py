@@ -1,0 +1,162 @@
+"""Helpers of the browser tests and the dashboard benchmark: serve app.py, drive Chromium.
+
+Counting rows: the results DataTable is a virtualised SlickGrid, so the DOM holds only the
+rows in view. The page's own BokehJS objects know the truth: ``Bokeh.index`` finds the
+table's view by the model's name, ``view.data`` is the grid's data provider (rows after the
+CDSView filter, in display order: what the grid scrolls through) and
+``view.model.source`` the rows the browser has received. The rows painted in view are
+read from the view's shadow DOM, ordered by their position, to check what a user sees.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+TABLE_JS = "Bokeh.index.query_one((view) => view.model.name === 'results-table')"
+TABLE_STATE_JS = f"""() => {{
+  if (!window.Bokeh || !Bokeh.index) return null;
+  const view = {TABLE_JS};
+  if (view == null) return null;
+  const data = view.model.source.data;
+  const order = Array.from(view.data.index);
+  const painted = [...view.shadow_el.querySelectorAll(".slick-row")]
+    .sort((a, b) => parseFloat(a.style.top) - parseFloat(b.style.top))
+    .map((row) => row.querySelector(".slick-cell.l3").textContent);
+  return {{shown: view.data.getLength(), received: view.model.source.get_length(),
+           ratings: order.map((i) => data.tech_rating[i]), painted}};
+}}"""
+"""Returns {shown, received, ratings (display order), painted (Rating cells in view)}."""
+
+
+def require_chromium() -> None:
+    """Skip when Debian's Chromium is missing; under CI (env ``CI`` set) fail instead."""
+    if os.path.exists(CHROMIUM):
+        return
+    reason = f"{CHROMIUM} is missing (apt-get install chromium)"
+    if os.environ.get("CI"):
+        pytest.fail(f"CI needs the browser tests: {reason}")
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    """Return a loopback port that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def serve_command(port: int) -> list[str]:
+    """Return the ``panel serve app.py`` command, with the API plugin once it exists."""
+    command = [sys.executable, "-m", "panel", "serve", str(ROOT / "app.py"), "--port", str(port),
+               "--address", "127.0.0.1", f"--allow-websocket-origin=127.0.0.1:{port}",
+               "--liveness", "--log-level", "warning"]
+    if importlib.util.find_spec("technic_panel.api") is not None:
+        command += ["--plugins", "technic_panel.api"]
+    return command
+
+
+@contextlib.contextmanager
+def panel_server(timeout: float = 60.0, **env: str) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Run ``panel serve app.py`` on a free loopback port; yield (base URL, process).
+
+    ``env`` adds environment variables of the server (``TECHNIC_INACTIVITY_TIMEOUT``, ...).
+    """
+    port = free_port()
+    env = {**os.environ, "TECHNIC_MAX_SCANS": "8", **env}
+    with tempfile.TemporaryFile("w+") as log:
+        process = subprocess.Popen(serve_command(port), cwd=ROOT, env=env,
+                                   stdout=log, stderr=subprocess.STDOUT, text=True)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            _wait_ready(f"{base}/liveness", process, log, timeout)
+            yield base, process
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _wait_ready(url: str, process: subprocess.Popen, log, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            log.seek(0)
+            raise RuntimeError(f"panel serve exited with {process.returncode}: "
+                               f"{log.read()[-2000:]}")
+        with contextlib.suppress(OSError):
+            if urllib.request.urlopen(url, timeout=2).status == 200:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"panel serve did not answer {url} within {timeout} s")
+
+
+def offline_routes(page) -> None:
+    """Answer requests that leave the machine (web fonts) with an empty 200, as offline CI must.
+
+    The Fast design links a Google font; without this an offline machine logs a failed
+    request as a console error.
+    """
+    local = ("http://127.0.0.1", "ws://127.0.0.1", "blob:", "data:")
+    page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(local)
+               else route.fulfill(status=200, body=""))
+
+
+def wait_for_table(page, timeout: float = 20_000) -> None:
+    """Wait until BokehJS has built the results table's view."""
+    page.wait_for_function(f"() => window.Bokeh && Bokeh.index && {TABLE_JS} != null",
+                           timeout=timeout)
+
+
+def table_state(page) -> dict:
+    """Return what the table holds and shows; see :data:`TABLE_STATE_JS`."""
+    return page.evaluate(TABLE_STATE_JS)
+
+
+def stat(page, testid: str) -> str:
+    """Return the text of a stats field (``processed``, ``rows``, ``status``, ...)."""
+    return page.locator(f"[data-testid={testid}]").inner_text()
+
+
+def count(page, testid: str) -> int:
+    """Return a numeric stats field as an int."""
+    return int(stat(page, testid).replace(",", ""))
+
+
+def click_start(page) -> float:
+    """Click Start; return the click time in the page's clock (``performance.now()`` ms)."""
+    page.evaluate("""() => document.addEventListener(
+        "pointerdown", () => { window.__clicked = performance.now(); },
+        {capture: true, once: true})""")
+    page.get_by_role("button", name="Start").click()
+    return page.evaluate("window.__clicked")
+
+
+def wait_finished(page, timeout: float = 60_000) -> str:
+    """Wait until the status says the scan ended; return the status text."""
+    page.locator("[data-testid=status]", has_text="finished").wait_for(timeout=timeout)
+    return stat(page, "status")
+
+
+def is_descending(values: list[float]) -> bool:
+    """Whether ``values`` never increase."""
+    return all(a >= b for a, b in zip(values, values[1:], strict=False))

@@ -1,0 +1,222 @@
+"""The dashboard in headless Chromium against `panel serve app.py`, as a user drives it.
+
+Rows are counted through the page's BokehJS objects (see ``browser_helpers``), because the
+virtualised table holds only the rows in view in its DOM.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import time
+import urllib.request
+
+import pytest
+from browser_helpers import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    ROOT,
+    click_start,
+    count,
+    is_descending,
+    offline_routes,
+    panel_server,
+    require_chromium,
+    stat,
+    table_state,
+    wait_finished,
+    wait_for_table,
+)
+from conftest import wait_until
+
+pytestmark = pytest.mark.browser
+
+STREAMING = "symbols=2000&latency_ms=6&workers=8"
+"""About 2 s of streaming: long enough to watch rows arrive."""
+SLOW = "symbols=3000&latency_ms=20&workers=4"
+"""About 15 s if left alone."""
+SCRIPTED = {"symbols": 1500, "latency_ms": 10, "workers": 4}
+"""A scan a script starts through the HTTP API: about 4 s."""
+
+
+@pytest.fixture(scope="module")
+def server():
+    require_chromium()
+    with panel_server() as (base, _process):
+        yield base
+
+
+@pytest.fixture(scope="module")
+def browser():
+    require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def open_page(browser, server):
+    """Open the dashboard at ``?query``; collect console errors in ``page.errors``."""
+    contexts = []
+
+    def open_(query: str = "", viewport=(1500, 1000)):
+        context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
+        contexts.append(context)
+        page = context.new_page()
+        page.errors = []
+        page.on("console", lambda msg: page.errors.append(msg.text) if msg.type == "error"
+                else None)
+        page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+        offline_routes(page)
+        page.goto(f"{server}/app?{query}")
+        wait_for_table(page)
+        return page
+
+    yield open_
+    for context in contexts:
+        context.close()
+
+
+def settled_rows(page) -> int:
+    """Wait until the table has received as many rows as the stats say were processed.
+
+    Panel may deliver the stats of the last update a moment before BokehJS applies the
+    last streamed rows (they travel as separate messages), so the end is awaited, not read.
+    """
+    wait_until(lambda: table_state(page)["received"] == count(page, "processed"), timeout=5)
+    return table_state(page)["received"]
+
+
+def test_the_page_loads_without_console_errors(open_page):
+    page = open_page()
+    page.wait_for_load_state("networkidle")
+    assert page.get_by_role("button", name="Start").is_enabled()
+    assert stat(page, "status") == "idle" and table_state(page)["received"] == 0
+    assert page.errors == []
+
+
+def test_rows_stream_in_after_start_until_they_match_processed(open_page):
+    page = open_page(STREAMING)
+    started = time.perf_counter()
+    click_start(page)
+    wait_until(lambda: table_state(page)["shown"] > 0, timeout=2.0, interval=0.01)
+    first_row = time.perf_counter() - started
+    seen = set()
+    while "finished" not in stat(page, "status"):
+        seen.add(table_state(page)["shown"])
+        time.sleep(0.05)
+    settled_rows(page)
+    final = table_state(page)
+    assert first_row <= 2.0
+    assert len(seen) >= 3, f"rows should keep arriving, saw counts {sorted(seen)}"
+    assert final["shown"] == final["received"] == count(page, "processed") == \
+        count(page, "rows") == count(page, "total") == 2000
+    assert page.errors == []
+
+
+def test_stop_freezes_the_table_at_the_processed_count(open_page):
+    page = open_page(SLOW)
+    click_start(page)
+    wait_until(lambda: table_state(page)["shown"] >= 50, timeout=10)
+    page.get_by_role("button", name="Stop").click()
+    assert "stopped" in wait_finished(page, timeout=15_000)
+    rows = settled_rows(page)
+    time.sleep(1.0)
+    assert table_state(page)["received"] == rows == count(page, "processed") < 3000
+    assert page.get_by_role("button", name="Start").is_enabled()
+
+
+def test_a_sort_by_rating_holds_while_rows_stream_in(open_page):
+    page = open_page(STREAMING)
+    header = page.locator(".slick-header-column", has_text="Rating")
+    header.click()
+    header.click()  # second click: descending
+    click_start(page)
+    checks = 0
+    while "finished" not in stat(page, "status"):
+        state = table_state(page)
+        if state["shown"]:
+            assert is_descending(state["ratings"]), "unsorted mid-stream"
+            checks += 1
+        time.sleep(0.1)
+    settled_rows(page)
+    state = table_state(page)
+    assert checks >= 3 and state["shown"] == 2000
+    assert is_descending(state["ratings"])
+    painted = [float(text) for text in state["painted"]]
+    assert len(painted) >= 10 and is_descending(painted)
+    assert painted[0] == pytest.approx(max(state["ratings"]), abs=0.05)
+
+
+def test_a_filter_set_before_start_holds_and_clearing_it_shows_every_row(open_page):
+    page = open_page("symbols=1500&latency_ms=2&workers=8")
+    signal = page.locator(".bk-input-group", has=page.get_by_text("Signal", exact=True))
+    signal.locator("input").first.click()
+    page.locator(".choices__item--choice", has_text="STRONG_BUY").first.click()
+    page.keyboard.press("Escape")
+    click_start(page)
+    wait_finished(page)
+    settled_rows(page)
+    strong = page.evaluate("""() => Bokeh.index.query_one((v) => v.model.name ===
+        'results-table').model.source.data.signal.filter((s) => s === 'STRONG_BUY').length""")
+    state = table_state(page)
+    assert 0 < state["shown"] == strong == count(page, "count-STRONG_BUY") < state["received"]
+    signal.locator(".choices__button").first.click()
+    wait_until(lambda: table_state(page)["shown"] == count(page, "processed") == 1500)
+    assert page.errors == []
+
+
+def test_two_tabs_run_independent_scans(open_page):
+    first, second = open_page("symbols=300&latency_ms=5&workers=4"), open_page("symbols=700")
+    click_start(first)
+    click_start(second)
+    wait_finished(first)
+    wait_finished(second)
+    assert stat(first, "scan-id") != stat(second, "scan-id")
+    assert (settled_rows(first), table_state(first)["shown"]) == (300, 300)
+    assert (settled_rows(second), table_state(second)["shown"]) == (700, 700)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("technic_panel.api") is None,
+                    reason="technic_panel.api (the HTTP API plugin) is not there yet")
+def test_a_scan_started_through_the_api_can_be_watched_live(open_page, server):
+    request = urllib.request.Request(f"{server}/scan/stream", method="POST",
+                                     data=json.dumps(SCRIPTED).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        scan_id = json.load(response)["scan_id"]
+    page = open_page()
+    watch = page.locator(".bk-input-group", has=page.get_by_text("Watch scan", exact=True))
+    wait_until(lambda: scan_id in watch.locator("select").inner_text(), timeout=10)
+    watch.locator("select").select_option(scan_id)
+    wait_until(lambda: stat(page, "scan-id") == scan_id, timeout=5)
+    wait_finished(page)
+    assert settled_rows(page) == table_state(page)["shown"] == SCRIPTED["symbols"]
+
+
+def test_the_url_keeps_step_with_the_controls(open_page):
+    page = open_page("symbols=2000&latency_ms=20&max_signals=10")
+    symbols = page.locator(".bk-input-group", has=page.get_by_text("Symbols", exact=True))
+    assert symbols.locator("input").first.input_value() == "2000"
+    symbols.locator("input").first.fill("1234")
+    symbols.locator("input").first.press("Enter")
+    wait_until(lambda: "symbols=1234" in page.evaluate("window.location.search"), timeout=5)
+    assert "max_signals=10" in page.evaluate("window.location.search")
+
+
+def test_a_finished_scan_with_its_chart_makes_the_screenshot(open_page):
+    page = open_page("symbols=5000", viewport=(1600, 1500))
+    header = page.locator(".slick-header-column", has_text="Rating")
+    header.click()
+    header.click()
+    click_start(page)
+    wait_finished(page)
+    page.locator(".slick-row .slick-cell.l0").first.click()
+    page.get_by_text("daily: SMA 50/200").wait_for(timeout=10_000)
+    time.sleep(0.5)  # let the chart paint
+    path = ROOT / "docs" / "screenshot.png"
+    page.screenshot(path=str(path))
+    assert path.stat().st_size > 50_000 and page.errors == []
