@@ -135,12 +135,10 @@ def body(times: dict[str, list[float]], rss: dict[str, list[float]]) -> str:
         memory_row(f"memory, `TECHNIC_INACTIVITY_TIMEOUT={SHORT_TIMEOUT}` (finished scans "
                    "dropped soon: the dashboard alone)", rss["short"]),
         "",
-        "With the default manager, memory grows by about "
-        f"{(rss['default'][-1] - rss['default'][4]) / (SCANS - 5):.0f} MB a scan: the manager "
-        f"keeps every finished scan's message log until {DEFAULT_TIMEOUT} s after its last "
-        "activity, and the dashboard has no public way to let go of the scans it started. "
-        "Without that retention the server levels off after a few scans (the heap grows to "
-        "hold two scans at once, the one shown and the one being started).",
+        "The controller releases the scan it showed when it starts the next one "
+        "(`StreamManager.release`), so the manager drops each finished scan's message log "
+        "at once instead of after the inactivity timeout; memory levels off after a few "
+        "scans (the heap holds two scans at once, the one shown and the one being started).",
     ])
 
 
