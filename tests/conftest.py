@@ -27,3 +27,22 @@ def no_thread_leaks():
     before = set(threading.enumerate())
     yield
     wait_until(lambda: not (set(threading.enumerate()) - before), timeout=10)
+
+
+@pytest.fixture
+def panel_state():
+    """Reset Panel's global state after the test, as Panel's own tests do."""
+    import panel as pn
+
+    yield
+    pn.state.reset()
+
+
+@pytest.fixture
+def dashboard_manager(panel_state):
+    """A StreamManager for dashboard tests, shut down (with Panel's state reset) after."""
+    from technic_panel.manager import StreamManager
+
+    manager = StreamManager(inactivity_timeout=60)
+    yield manager
+    manager.shutdown()

@@ -24,19 +24,14 @@ from technic_panel.scoring import Strategy
 SLOW = {"symbols": 400, "latency_ms": 100, "workers": 4}
 """About 10 s if left alone: long enough to pause, resume and stop it."""
 
-
-@pytest.fixture(autouse=True)
-def panel_state():
-    """Reset Panel's global state after each test, as Panel's own tests do."""
-    yield
-    pn.state.reset()
+pytestmark = pytest.mark.usefixtures("panel_state")
 
 
 @pytest.fixture
-def manager():
-    manager = StreamManager(inactivity_timeout=60)
-    yield manager
-    manager.shutdown()
+def manager(dashboard_manager):
+    return dashboard_manager
+
+
 
 
 def drain_to_end(controller: ScanController, timeout: float = 20.0) -> None:

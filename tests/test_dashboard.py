@@ -14,22 +14,17 @@ from technic_panel import charts
 from technic_panel.config import ScanConfig
 from technic_panel.controller import ScanController
 from technic_panel.dashboard import TOAST_INTERVAL, Dashboard
-from technic_panel.manager import StreamManager
 from technic_panel.messages import make_message
 from technic_panel.scoring import Strategy
 
-
-@pytest.fixture(autouse=True)
-def panel_state():
-    yield
-    pn.state.reset()
+pytestmark = pytest.mark.usefixtures("panel_state")
 
 
 @pytest.fixture
-def manager():
-    manager = StreamManager(inactivity_timeout=60)
-    yield manager
-    manager.shutdown()
+def manager(dashboard_manager):
+    return dashboard_manager
+
+
 
 
 @pytest.fixture
