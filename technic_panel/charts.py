@@ -29,8 +29,7 @@ from bokeh.models import (
 from bokeh.plotting import figure
 from bokeh.transform import factor_cmap
 
-from technic_panel.config import ScanConfig
-from technic_panel.data import DataSource, FileSource, SampleSource, SyntheticSource
+from technic_panel.data import DataSource
 from technic_panel.indicators import indicator_frame
 from technic_panel.scoring import SIGNALS
 
@@ -155,15 +154,6 @@ def progress_chart(timeline: ColumnDataSource) -> figure:
                   x_axis_label="seconds", y_axis_label="symbols", tools="")
     plot.line("elapsed", "processed", source=timeline, line_width=2)
     return plot
-
-
-def chart_source(config: ScanConfig) -> DataSource:
-    """Return the prices behind ``config``'s scan, without emulated latency or failures."""
-    if config.source == "files":
-        return FileSource(config.path)
-    if config.source == "sample":
-        return SampleSource()
-    return SyntheticSource(config.symbols, seed=config.seed)
 
 
 def candle_data(source: DataSource, symbol: str) -> dict[str, np.ndarray]:

@@ -25,7 +25,7 @@ from technic_panel import charts
 from technic_panel.config import ScanConfig
 from technic_panel.controller import ScanController
 from technic_panel.data import DataError
-from technic_panel.manager import TooManyScans, UnknownScan
+from technic_panel.manager import TooManyScans, UnknownScan, source_for
 from technic_panel.messages import PRIORITY_TIERS
 from technic_panel.scoring import SIGNALS
 
@@ -276,7 +276,8 @@ class Dashboard(param.Parameterized):
         self._symbol = data[new[0]]
         config = self.controller.scan_config or self.controller.config
         try:
-            self._candles.data = charts.candle_data(charts.chart_source(config), self._symbol)
+            self._candles.data = charts.candle_data(
+                source_for(config, emulate_provider=False), self._symbol)
         except (DataError, ValueError) as exc:
             self._notify("error", f"no chart for {self._symbol}: {exc}")
             return

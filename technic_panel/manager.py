@@ -162,8 +162,7 @@ class StreamManager:
         """
         config = (config.validate() if isinstance(config, ScanConfig)
                   else ScanConfig.from_mapping(config))
-        scorer_source = strategy or Strategy()
-        scorer_source.validate()
+        strategy = (strategy or Strategy()).validate()
         with self._lock:
             self._sweep()
             running = sum(record.running for record in self._scans.values())
@@ -175,7 +174,7 @@ class StreamManager:
             record = ScanRecord(scan_id, config,
                                 ResultStreamer(scan_id, **self._streamer_options),
                                 EarlyTerminationCriteria.from_config(config), now, now)
-            record.thread = threading.Thread(target=self._run, args=(record, scorer_source),
+            record.thread = threading.Thread(target=self._run, args=(record, strategy),
                                              name=f"technic-scan-{scan_id}", daemon=True)
             self._scans[scan_id] = record
             record.thread.start()
@@ -347,12 +346,7 @@ class StreamManager:
 
     @staticmethod
     def _source(config: ScanConfig) -> DataSource:
-        if config.source == "files":
-            return FileSource(config.path)
-        if config.source == "sample":
-            return SampleSource()
-        return SyntheticSource(config.symbols, seed=config.seed, latency_ms=config.latency_ms,
-                               error_rate=config.error_rate)
+        return source_for(config)
 
     def _sweep(self) -> None:
         """Stop abandoned scans and remove finished, unwatched, inactive ones (lock held)."""
@@ -383,6 +377,22 @@ class StreamManager:
                 if not self._scans:
                     self._janitor = None
                     return
+
+
+def source_for(config: ScanConfig, *, emulate_provider: bool = True) -> DataSource:
+    """Return the data source ``config`` names.
+
+    ``emulate_provider=False`` leaves out the synthetic latency and injected
+    failures: the same prices, for charts that must not wait or fail.
+    """
+    if config.source == "files":
+        return FileSource(config.path)
+    if config.source == "sample":
+        return SampleSource()
+    if not emulate_provider:
+        return SyntheticSource(config.symbols, seed=config.seed)
+    return SyntheticSource(config.symbols, seed=config.seed, latency_ms=config.latency_ms,
+                           error_rate=config.error_rate)
 
 
 def _source_key(config: ScanConfig) -> tuple:

@@ -500,7 +500,9 @@ def test_empty_quality_signals_are_a_config_error(manager):
 
 # --- previous ratings -----------------------------------------------------------------------
 
-def test_previous_ratings_feed_the_next_scan_of_the_same_source(manager, monkeypatch):
+@pytest.fixture
+def handed(monkeypatch) -> list:
+    """Record the previous_ratings every Scanner the manager builds is handed."""
     handed: list = []
     real_scanner = manager_module.Scanner
 
@@ -509,6 +511,10 @@ def test_previous_ratings_feed_the_next_scan_of_the_same_source(manager, monkeyp
         return real_scanner(*args, **kwargs)
 
     monkeypatch.setattr(manager_module, "Scanner", spy)
+    return handed
+
+
+def test_previous_ratings_feed_the_next_scan_of_the_same_source(manager, handed):
     _, first = run(manager, {"symbols": 40, "seed": 1})
     ratings = {msg["data"]["symbol"]: msg["data"]["tech_rating"]
                for msg in of_type(first, "result")}
@@ -521,15 +527,7 @@ def test_previous_ratings_feed_the_next_scan_of_the_same_source(manager, monkeyp
     assert handed[3].to_dict() == ratings  # the partial scan was merged in, not put instead
 
 
-def test_previous_ratings_are_kept_for_the_latest_eight_sources(manager, monkeypatch):
-    handed: list = []
-    real_scanner = manager_module.Scanner
-
-    def spy(*args, **kwargs):
-        handed.append(kwargs["previous_ratings"])
-        return real_scanner(*args, **kwargs)
-
-    monkeypatch.setattr(manager_module, "Scanner", spy)
+def test_previous_ratings_are_kept_for_the_latest_eight_sources(manager, handed):
     for seed in range(9):
         run(manager, {"symbols": 5, "seed": seed})
     run(manager, {"symbols": 5, "seed": 8})
