@@ -77,16 +77,25 @@ def utc_timestamp(now: datetime | None = None) -> str:
 
 
 _second_text: tuple[int, str] = (-1, "")
+_millisecond_text: tuple[int, str] = (-1, "")
 
 
 def _now_timestamp() -> str:
-    """Format the current time, reusing the formatted second (called once per message)."""
-    global _second_text
-    now = time.time()
-    second = int(now)
-    if _second_text[0] != second:
-        _second_text = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
-    return f"{_second_text[1]}.{int((now - second) * 1000):03d}Z"
+    """Format the current time, reusing the text of the same millisecond and second.
+
+    Called once per message: a burst of messages within a millisecond formats it once.
+    """
+    global _second_text, _millisecond_text
+    millisecond = int(time.time() * 1000)
+    cached = _millisecond_text  # one read: another thread may replace it meanwhile
+    if cached[0] != millisecond:
+        second, fraction = divmod(millisecond, 1000)
+        seconds = _second_text
+        if seconds[0] != second:
+            seconds = _second_text = (
+                second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+        cached = _millisecond_text = (millisecond, f"{seconds[1]}.{fraction:03d}Z")
+    return cached[1]
 
 
 def json_safe(value: Any, path: str = "message.data") -> Any:
@@ -342,7 +351,6 @@ def validate_data(type_: str, data: Any, path: str = "message.data") -> None:
 _RESULT_TYPES = frozenset({"result", "update"})
 _SIGNAL_SET = frozenset(SIGNALS)
 _TIER_SET = frozenset(PRIORITY_TIERS)
-_COUNT_KEYS = ("position", "total_processed", "total_remaining")
 
 
 def _plainly_valid_result(data: dict) -> bool:
@@ -353,12 +361,15 @@ def _plainly_valid_result(data: dict) -> bool:
     symbol, signal = data.get("symbol"), data.get("signal")
     rating, alpha = data.get("tech_rating"), data.get("alpha_score")
     tier = data.get("priority_tier", "high")
+    position, processed = data.get("position", 0), data.get("total_processed", 0)
+    remaining = data.get("total_remaining", 0)
     return (type(symbol) is str and symbol != "" and type(signal) is str
             and signal in _SIGNAL_SET and type(rating) is float and 0.0 <= rating <= 100.0
             and type(alpha) is float and 0.0 <= alpha <= 1.0
             and type(tier) is str and tier in _TIER_SET
-            and all(type(data.get(key, 0)) is int and data.get(key, 0) >= 0
-                    for key in _COUNT_KEYS))
+            and type(position) is int and position >= 0
+            and type(processed) is int and processed >= 0
+            and type(remaining) is int and remaining >= 0)
 
 
 def validate_message(msg: Mapping) -> dict:

@@ -18,14 +18,21 @@ JSON-safe and validated first, so invalid data raises ``MessageError`` and takes
 (:data:`BOOKKEEPING_KEYS` aside) is an ``update`` of that row; an identical one is dropped
 and takes no seq. The last content per symbol is kept: memory grows with the universe.
 
-**Batching.** Added messages wait in a pending list and are *published* (made visible)
-together: when ``batch_size`` are pending; when ``flush_interval`` has passed since the
-oldest pending one; on :meth:`~ResultStreamer.flush`; at once for a result whose
-``priority_tier`` is ``"high"`` (with everything pending before it, keeping the order);
-always for the ``final``. There is no timer thread; the deadline is kept by whoever looks
-next. A producer publishes overdue messages when it adds one, every read publishes them
-first, and a waiting consumer sleeps no longer than the deadline (the first pending
-message of a batch wakes it to learn the deadline). Nothing outlives the streamer.
+**Batching.** Publishing (making messages visible) is throttled, not delayed: a message
+added when the last publish is ``flush_interval`` or more ago goes out at once, so a
+quiet stream has no batching latency; one added sooner waits in a pending list, and the
+pending messages are published together when ``flush_interval`` has passed since the last
+publish, so a burst travels in batches and wakes its readers at most once per interval.
+They are also published at once when ``batch_size`` are pending; on
+:meth:`~ResultStreamer.flush`; for a result whose ``priority_tier`` is ``"high"`` (with
+everything pending before it, keeping the order); always for the ``final``. No message
+waits longer than ``flush_interval``. There is no timer thread; the deadline is kept by
+whoever looks next. A producer publishes overdue messages when it adds one, every read
+publishes them first, and a reader that waits within ``flush_interval`` of the last
+publish sleeps no longer than the end of that interval. Every waiting reader is woken by
+each publish, so one of them is always awake at the end of the interval in which a
+message was held: holding a message never costs a wake-up of its own. Nothing outlives
+the streamer.
 
 **Replay and retention.** Published messages go into one shared log, a deque of at most
 ``max_retained``; the oldest are evicted first. Nothing follows the ``final``, so it is
@@ -41,7 +48,8 @@ else's numbering changes. Then the cursor continues from ``first_retained_seq``.
 
 **Waking.** Blocking readers wait on the streamer's :class:`threading.Condition`; an
 ``async for`` waits on an asyncio future that publishing resolves with
-``loop.call_soon_threadsafe`` (no executor threads).
+``loop.call_soon_threadsafe``: one future and one call per event loop, however many of
+its tasks wait (no executor threads).
 
 **Ending.** After ``finish`` or ``close`` adding raises :class:`StreamClosed`. A
 subscription ends after delivering the ``final``, or, once the streamer is closed, after
@@ -117,7 +125,8 @@ class ResultStreamer:
     batch_size : int
         Publish as soon as this many messages are pending (>= 1).
     flush_interval : float
-        Publish pending messages at most this many seconds after the oldest was added (>= 0).
+        Publish at most once per this many seconds, unless ``batch_size`` is reached or a
+        message is urgent; no message waits longer (>= 0).
     max_retained : int
         Keep at most this many published messages for replay (>= 1).
     clock : callable
@@ -125,7 +134,7 @@ class ResultStreamer:
     """
 
     DEFAULT_FLUSH_INTERVAL = 0.001
-    """One millisecond: results still travel in batches during bursts, yet arrive at once."""
+    """One millisecond: bursts travel in batches, a lone result goes out at once."""
 
     def __init__(
         self,
@@ -150,20 +159,21 @@ class ResultStreamer:
         self.flush_interval = flush_interval
         self.max_retained = max_retained
         self._clock = clock
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._log: deque[dict] = deque(maxlen=max_retained)
         self._pending: list[dict] = []
-        self._pending_since: float | None = None
+        self._last_publish = -math.inf
         self._next_seq = 1
         self._last_seq = 0
         self._final_seq: int | None = None
         self._closed = False
         self._sent: dict[str, dict] = {}
         self._subscribers: weakref.WeakSet[Subscription] = weakref.WeakSet()
-        self._waiters: dict[asyncio.Future, asyncio.AbstractEventLoop] = {}
+        self._waiters: dict[asyncio.AbstractEventLoop, asyncio.Future] = {}
 
     def __repr__(self) -> str:
-        with self._cond:
+        with self._lock:
             return (
                 f"<ResultStreamer scan_id={self.scan_id!r} last_seq={self._last_seq} "
                 f"pending={len(self._pending)} subscribers={len(self._subscribers)} "
@@ -173,33 +183,33 @@ class ResultStreamer:
     @property
     def last_seq(self) -> int:
         """The highest published seq (0 before anything is published)."""
-        with self._cond:
+        with self._lock:
             self._flush_if_due_locked()
             return self._last_seq
 
     @property
     def first_retained_seq(self) -> int:
         """The oldest seq still retained for replay (``last_seq + 1`` while the log is empty)."""
-        with self._cond:
+        with self._lock:
             self._flush_if_due_locked()
             return self._last_seq - len(self._log) + 1
 
     @property
     def finished(self) -> bool:
         """Whether the ``final`` message has been added (and so published)."""
-        with self._cond:
+        with self._lock:
             return self._final_seq is not None
 
     @property
     def subscriber_count(self) -> int:
         """How many subscriptions are open (not ended, closed or garbage-collected)."""
-        with self._cond:
+        with self._lock:
             return len(self._subscribers)
 
     @property
     def result_count(self) -> int:
         """How many distinct symbols have been sent as a ``result`` (updates not counted)."""
-        with self._cond:
+        with self._lock:
             return len(self._sent)
 
     def add_result(self, data: Mapping) -> int | None:
@@ -215,7 +225,7 @@ class ResultStreamer:
             After :meth:`finish` or :meth:`close`.
         """
         content = _checked("result", data)
-        with self._cond:
+        with self._lock:
             self._check_open_locked()
             previous = self._sent.get(content["symbol"])
             if previous is not None and _same_result(previous, content):
@@ -245,7 +255,7 @@ class ResultStreamer:
         StreamClosed
             If the stream was closed before it was finished.
         """
-        with self._cond:
+        with self._lock:
             if self._final_seq is None:
                 self._check_open_locked()
                 self._final_seq = self._append_locked("final", _checked("final", summary),
@@ -254,7 +264,7 @@ class ResultStreamer:
 
     def flush(self) -> None:
         """Publish every pending message now."""
-        with self._cond:
+        with self._lock:
             self._publish_locked()
 
     def close(self) -> None:
@@ -262,7 +272,7 @@ class ResultStreamer:
 
         Subscribers still receive what was published, then end. Safe to call twice.
         """
-        with self._cond:
+        with self._lock:
             self._publish_locked()
             self._closed = True
             self._wake_locked()
@@ -275,7 +285,7 @@ class ResultStreamer:
         ValueError
             If ``since`` is not an integer in [0, last_seq].
         """
-        with self._cond:
+        with self._lock:
             self._check_cursor_locked("since", since)
             subscription = Subscription(self, since)
             self._subscribers.add(subscription)
@@ -294,13 +304,13 @@ class ResultStreamer:
         """
         _require("ResultStreamer.messages_since", "limit", limit, "None or an integer >= 1",
                  limit is None or _is_int(limit, 1))
-        with self._cond:
+        with self._lock:
             self._check_cursor_locked("seq", seq)
             return self._read_locked(seq, limit)
 
     def _add(self, type_: str, data: Mapping) -> int:
         content = _checked(type_, data)
-        with self._cond:
+        with self._lock:
             self._check_open_locked()
             return self._append_locked(type_, content)
 
@@ -322,19 +332,20 @@ class ResultStreamer:
         seq = self._next_seq
         self._pending.append(envelope(type_, content, scan_id=self.scan_id, seq=seq))
         self._next_seq += 1
-        starts_batch = self._pending_since is None
-        if starts_batch:
-            self._pending_since = self._clock()
         if urgent or len(self._pending) >= self.batch_size or self._until_flush_locked() == 0:
             self._publish_locked()
-        elif starts_batch:
-            self._wake_locked()  # waiting readers learn the new flush deadline
         return seq
 
     def _until_flush_locked(self) -> float | None:
-        if self._pending_since is None:
-            return None
-        return max(0.0, self._pending_since + self.flush_interval - self._clock())
+        """Seconds until what is pending, or is added from now on, may be published.
+
+        ``0.0``: pending messages are due. ``None``: nothing is pending and a message added
+        now goes out at once, so a reader may wait for the next publish untimed.
+        """
+        wait = self._last_publish + self.flush_interval - self._clock()
+        if wait > 0:
+            return wait
+        return 0.0 if self._pending else None
 
     def _flush_if_due_locked(self) -> None:
         if self._until_flush_locked() == 0.0:
@@ -346,12 +357,12 @@ class ResultStreamer:
         self._log.extend(self._pending)
         self._last_seq = self._pending[-1]["metadata"]["seq"]
         self._pending.clear()
-        self._pending_since = None
+        self._last_publish = self._clock()
         self._wake_locked()
 
     def _wake_locked(self) -> None:
         self._cond.notify_all()
-        for future, loop in self._waiters.items():
+        for loop, future in self._waiters.items():
             try:
                 loop.call_soon_threadsafe(future.set_result, None)
             except RuntimeError:
@@ -424,7 +435,7 @@ class Subscription:
 
     def close(self) -> None:
         """Stop this subscription and unhook it from the streamer; safe to call twice."""
-        with self._streamer._cond:
+        with self._streamer._lock:
             self._end_locked()
             self._streamer._wake_locked()
 
@@ -444,26 +455,23 @@ class Subscription:
         streamer = self._streamer
         loop = asyncio.get_running_loop()
         while True:
-            with streamer._cond:
+            with streamer._lock:
                 try:
                     batch = self._poll_locked(1)
                 except StreamEnded:
                     raise StopAsyncIteration from None
                 if batch:
                     return batch[0]
-                future = loop.create_future()
-                streamer._waiters[future] = loop
+                future = streamer._waiters.get(loop)
+                if future is None:
+                    future = streamer._waiters[loop] = loop.create_future()
                 delay = streamer._until_flush_locked()
-            try:
-                await asyncio.wait((future,), timeout=delay)
-            finally:
-                with streamer._cond:
-                    streamer._waiters.pop(future, None)
+            await asyncio.wait((future,), timeout=delay)
 
     def _read(self, timeout: float | None, limit: int | None) -> list[dict]:
         streamer = self._streamer
         deadline = None if timeout is None else time.monotonic() + timeout
-        with streamer._cond:
+        with streamer._lock:
             while True:
                 batch = self._poll_locked(limit)
                 if batch:

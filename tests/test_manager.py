@@ -20,6 +20,7 @@ from technic_panel.manager import (
     TooManyScans,
     UnknownScan,
     default_manager,
+    source_for,
 )
 from technic_panel.messages import validate_message
 from technic_panel.scoring import Strategy
@@ -496,6 +497,17 @@ def test_empty_quality_signals_are_a_config_error(manager):
     with pytest.raises(ConfigError) as info:
         manager.start_stream({"max_signals": 3, "quality_signals": []})
     assert info.value.field == "quality_signals"
+
+
+# --- sources --------------------------------------------------------------------------------
+
+def test_source_for_emulates_the_provider_unless_told_not_to():
+    config = ScanConfig(symbols=30, seed=3, latency_ms=40, error_rate=0.5)
+    scanned, charted = source_for(config), source_for(config, emulate_provider=False)
+    assert (scanned.latency_ms, scanned.error_rate) == (40, 0.5)
+    assert (charted.latency_ms, charted.error_rate) == (0, 0)
+    symbol = charted.universe()["symbol"].iloc[0]
+    assert charted.history(symbol).equals(SyntheticSource(30, seed=3).history(symbol))
 
 
 # --- previous ratings -----------------------------------------------------------------------

@@ -89,6 +89,16 @@ def test_utc_timestamp_defaults_to_now():
     assert before <= parsed <= datetime.now(timezone.utc)
 
 
+def test_cached_timestamp_text_follows_the_clock_across_milliseconds_and_seconds(monkeypatch):
+    import technic_panel.messages as messages_module
+
+    clock = iter([1700000000.9991, 1700000000.9994, 1700000000.9996, 1700000001.0002])
+    monkeypatch.setattr(messages_module.time, "time", lambda: next(clock))
+    stamps = [utc_timestamp() for _ in range(4)]
+    assert stamps == ["2023-11-14T22:13:20.999Z", "2023-11-14T22:13:20.999Z",
+                      "2023-11-14T22:13:20.999Z", "2023-11-14T22:13:21.000Z"]
+
+
 # --- builders --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("type_", MESSAGE_TYPES)

@@ -66,6 +66,16 @@ def make_streamer(**options) -> tuple[ResultStreamer, FakeClock]:
     return ResultStreamer("scan_1", clock=clock, **options), clock
 
 
+def publish_first(streamer: ResultStreamer) -> None:
+    """Add a progress message, published at once as the stream's first (seq 1).
+
+    Messages added within ``flush_interval`` after it are held: a streamer in this state
+    shows batching.
+    """
+    assert streamer.add_progress({"processed": 0, "total": 9}) == 1
+    assert streamer.last_seq == 1
+
+
 # --- construction ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize(
@@ -94,11 +104,12 @@ def test_constructor_rejects_bad_settings(option, value, words):
 def test_repr_shows_state():
     streamer, _ = make_streamer()
     sub = streamer.subscribe()
+    publish_first(streamer)
     streamer.add_result(result())
-    assert repr(streamer) == ("<ResultStreamer scan_id='scan_1' last_seq=0 pending=1 "
+    assert repr(streamer) == ("<ResultStreamer scan_id='scan_1' last_seq=1 pending=1 "
                               "subscribers=1 finished=False closed=False>")
     streamer.finish(SUMMARY)
-    assert repr(streamer).endswith("last_seq=2 pending=0 subscribers=1 finished=True closed=False>")
+    assert repr(streamer).endswith("last_seq=3 pending=0 subscribers=1 finished=True closed=False>")
     assert repr(sub) == "<Subscription scan_id='scan_1' last_seq=0 ended=False>"
 
 
@@ -151,38 +162,54 @@ def test_nan_and_numpy_values_are_made_json_safe():
 
 # --- batching -------------------------------------------------------------------------------
 
+def test_the_first_message_and_one_after_a_quiet_interval_go_out_at_once():
+    streamer, clock = make_streamer(flush_interval=1.0)
+    streamer.add_result(result("A"))
+    assert streamer.last_seq == 1
+    clock.advance(1.0)
+    streamer.add_result(result("B"))
+    assert streamer.last_seq == 2
+    clock.advance(0.5)
+    streamer.add_result(result("C"))
+    assert streamer.last_seq == 2
+
+
 def test_nothing_is_published_before_batch_size():
     streamer, _ = make_streamer(batch_size=3)
+    publish_first(streamer)
     streamer.add_result(result("A"))
     streamer.add_result(result("B"))
-    assert streamer.messages_since(0) == [] and streamer.last_seq == 0
+    assert streamer.messages_since(1) == [] and streamer.last_seq == 1
     streamer.add_result(result("C"))
-    assert seqs(streamer.messages_since(0)) == [1, 2, 3]
+    assert seqs(streamer.messages_since(1)) == [2, 3, 4]
 
 
-def test_nothing_is_published_before_flush_interval():
+def test_nothing_is_published_before_flush_interval_since_the_last_publish():
     streamer, clock = make_streamer(flush_interval=1.0)
+    publish_first(streamer)
+    clock.advance(0.2)
     streamer.add_result(result("A"))
     clock.advance(0.5)
     streamer.add_result(result("B"))
-    clock.advance(0.49)
-    assert streamer.messages_since(0) == []
+    clock.advance(0.29)
+    assert streamer.messages_since(1) == []
     clock.advance(0.01)
-    assert seqs(streamer.messages_since(0)) == [1, 2]
+    assert seqs(streamer.messages_since(1)) == [2, 3]
     streamer.add_result(result("C"))
     clock.advance(0.99)
-    assert streamer.last_seq == 2
-    clock.advance(0.01)
     assert streamer.last_seq == 3
+    clock.advance(0.01)
+    assert streamer.last_seq == 4
 
 
 def test_producers_publish_overdue_messages_when_they_add():
     streamer, clock = make_streamer(flush_interval=1.0)
+    publish_first(streamer)
     streamer.add_result(result("A"))
     clock.advance(1.0)
     assert "pending=1" in repr(streamer)
     streamer.add_result(result("B"))
-    assert "last_seq=2 pending=0" in repr(streamer)
+    assert "last_seq=3 pending=0" in repr(streamer)
 
 
 def test_zero_flush_interval_publishes_every_message():
@@ -193,36 +220,42 @@ def test_zero_flush_interval_publishes_every_message():
 
 def test_high_priority_result_publishes_at_once_keeping_order():
     streamer, _ = make_streamer()
+    publish_first(streamer)
     streamer.add_result(result("A", priority_tier="low"))
     streamer.add_error({"message": "boom"})
     streamer.add_result(result("B", priority_tier="medium"))
-    assert streamer.last_seq == 0
+    assert streamer.last_seq == 1
     streamer.add_result(result("C", priority_tier="high"))
-    assert seqs(streamer.messages_since(0)) == [1, 2, 3, 4]
+    assert seqs(streamer.messages_since(1)) == [2, 3, 4, 5]
     streamer.add_result(result("A", 60.0, priority_tier="high"))
-    assert types(streamer.messages_since(4)) == ["update"]
+    assert types(streamer.messages_since(5)) == ["update"]
 
 
 def test_flush_publishes_everything_pending():
     streamer, _ = make_streamer()
     streamer.flush()
     assert streamer.last_seq == 0
-    streamer.add_progress({"processed": 0, "total": 9})
+    publish_first(streamer)
     streamer.add_progress({"processed": 1, "total": 9})
+    streamer.add_progress({"processed": 2, "total": 9})
+    assert streamer.last_seq == 1
     streamer.flush()
-    assert seqs(streamer.messages_since(0)) == [1, 2]
+    assert seqs(streamer.messages_since(1)) == [2, 3]
 
 
 def test_final_always_flushes():
     streamer, _ = make_streamer()
+    publish_first(streamer)
     streamer.add_result(result("A"))
-    assert streamer.finish(SUMMARY) == 2
-    assert types(streamer.messages_since(0)) == ["result", "final"]
+    assert streamer.last_seq == 1
+    assert streamer.finish(SUMMARY) == 3
+    assert types(streamer.messages_since(1)) == ["result", "final"]
 
 
 def test_waiting_consumer_flushes_at_the_deadline_without_a_producer(no_thread_leaks):
     streamer, clock = make_streamer(flush_interval=0.02)
-    sub = streamer.subscribe()
+    publish_first(streamer)
+    sub = streamer.subscribe(since=1)
     got = []
     consumer = threading.Thread(target=lambda: got.append(sub.get(timeout=30)))
     consumer.start()
@@ -235,7 +268,7 @@ def test_waiting_consumer_flushes_at_the_deadline_without_a_producer(no_thread_l
     clock.advance(0.02)
     wait_until(lambda: got)  # within 5 s, far sooner than the consumer's own timeout
     consumer.join(timeout=10)
-    assert seqs(got) == [1]
+    assert seqs(got) == [2]
 
 
 # --- dedup ----------------------------------------------------------------------------------
@@ -528,17 +561,34 @@ def test_async_iteration_receives_everything_from_producer_threads(no_thread_lea
 
 
 def test_async_waiter_flushes_at_the_deadline():
-    streamer = ResultStreamer("scan_async", batch_size=100, flush_interval=0.02)
+    streamer = ResultStreamer("scan_async", batch_size=100, flush_interval=0.05)
+    publish_first(streamer)
 
     async def consume():
-        sub = streamer.subscribe()
+        sub = streamer.subscribe(since=1)
         task = asyncio.ensure_future(sub.__anext__())
         await asyncio.sleep(0)  # the task now waits, with nothing pending
         assert not task.done()
         streamer.add_result(result("A"))
+        assert "pending=1" in repr(streamer)  # held: the last publish was just now
         return await asyncio.wait_for(task, timeout=5)
 
-    assert asyncio.run(consume())["metadata"]["seq"] == 1
+    assert asyncio.run(consume())["metadata"]["seq"] == 2
+
+
+def test_many_async_readers_on_one_loop_all_wake():
+    streamer = ResultStreamer("scan_async", batch_size=100, flush_interval=0.05)
+    publish_first(streamer)
+
+    async def consume():
+        tasks = [asyncio.ensure_future(streamer.subscribe(since=1).__anext__())
+                 for _ in range(5)]
+        await asyncio.sleep(0)  # every task now waits on the loop's one future
+        streamer.add_result(result("A"))
+        streamer.add_result(result("B", priority_tier="high"))
+        return await asyncio.wait_for(asyncio.gather(*tasks), timeout=5)
+
+    assert [msg["data"]["symbol"] for msg in asyncio.run(consume())] == ["A"] * 5
 
 
 def test_async_iteration_ends_when_streamer_closes(no_thread_leaks):
