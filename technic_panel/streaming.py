@@ -22,17 +22,15 @@ and takes no seq. The last content per symbol is kept: memory grows with the uni
 added when the last publish is ``flush_interval`` or more ago goes out at once, so a
 quiet stream has no batching latency; one added sooner waits in a pending list, and the
 pending messages are published together when ``flush_interval`` has passed since the last
-publish, so a burst travels in batches and wakes its readers at most once per interval.
+publish, so a burst travels in batches instead of waking readers once per message.
 They are also published at once when ``batch_size`` are pending; on
 :meth:`~ResultStreamer.flush`; for a result whose ``priority_tier`` is ``"high"`` (with
 everything pending before it, keeping the order); always for the ``final``. No message
 waits longer than ``flush_interval``. There is no timer thread; the deadline is kept by
 whoever looks next. A producer publishes overdue messages when it adds one, every read
-publishes them first, and a reader that waits within ``flush_interval`` of the last
-publish sleeps no longer than the end of that interval. Every waiting reader is woken by
-each publish, so one of them is always awake at the end of the interval in which a
-message was held: holding a message never costs a wake-up of its own. Nothing outlives
-the streamer.
+publishes them first, and a waiting reader sleeps no longer than the deadline (the first
+message held back wakes it to learn the deadline; with nothing held it waits untimed).
+Nothing outlives the streamer.
 
 **Replay and retention.** Published messages go into one shared log, a deque of at most
 ``max_retained``; the oldest are evicted first. Nothing follows the ``final``, so it is
@@ -334,18 +332,15 @@ class ResultStreamer:
         self._next_seq += 1
         if urgent or len(self._pending) >= self.batch_size or self._until_flush_locked() == 0:
             self._publish_locked()
+        elif len(self._pending) == 1:
+            self._wake_locked()  # waiting readers learn the new flush deadline
         return seq
 
     def _until_flush_locked(self) -> float | None:
-        """Seconds until what is pending, or is added from now on, may be published.
-
-        ``0.0``: pending messages are due. ``None``: nothing is pending and a message added
-        now goes out at once, so a reader may wait for the next publish untimed.
-        """
-        wait = self._last_publish + self.flush_interval - self._clock()
-        if wait > 0:
-            return wait
-        return 0.0 if self._pending else None
+        """Seconds until the pending messages are due (``0.0``: now), ``None`` if none are."""
+        if not self._pending:
+            return None
+        return max(0.0, self._last_publish + self.flush_interval - self._clock())
 
     def _flush_if_due_locked(self) -> None:
         if self._until_flush_locked() == 0.0:
