@@ -44,6 +44,16 @@ TABLE_STATE_JS = f"""() => {{
 }}"""
 """Returns {shown, received, ratings (display order), painted (Rating cells in view)}."""
 
+RECORD_JS = f"""() => {{
+  const source = {TABLE_JS}.model.source;
+  window.__received = [source.get_length()];
+  window.__recorder = setInterval(() => {{
+    const n = source.get_length();
+    if (n !== window.__received.at(-1)) window.__received.push(n);
+  }}, 20);
+}}"""
+"""Record every distinct number of rows the table's source holds, every 20 ms."""
+
 
 def require_chromium() -> None:
     """Skip when Debian's Chromium is missing; under CI (env ``CI`` set) fail instead."""

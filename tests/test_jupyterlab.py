@@ -35,6 +35,7 @@ import pytest
 from browser_helpers import (
     CHROMIUM,
     CHROMIUM_ARGS,
+    RECORD_JS,
     TABLE_JS,
     count,
     free_port,
@@ -90,15 +91,6 @@ KERNEL_IDLE_JS = """() => {
 }"""
 """True once the notebook's kernel is connected and idle: a cell run now is not dropped."""
 
-RECORD_JS = f"""() => {{
-  const source = {TABLE_JS}.model.source;
-  window.__received = [source.get_length()];
-  window.__recorder = setInterval(() => {{
-    const n = source.get_length();
-    if (n !== window.__received.at(-1)) window.__received.push(n);
-  }}, 20);
-}}"""
-"""Record every distinct number of rows the table's source holds, every 20 ms."""
 
 UNIQUE_SYMBOLS_JS = f"() => new Set({TABLE_JS}.model.source.data.symbol).size"
 """The number of distinct symbols among the rows the table received."""
