@@ -95,7 +95,7 @@ def panel_server(timeout: float = 60.0, **env: str) -> Iterator[tuple[str, subpr
                                    stdout=log, stderr=subprocess.STDOUT, text=True)
         base = f"http://127.0.0.1:{port}"
         try:
-            _wait_ready(f"{base}/liveness", process, log, timeout)
+            wait_answers(f"{base}/liveness", process, log, timeout)
             yield base, process
         finally:
             process.terminate()
@@ -106,18 +106,20 @@ def panel_server(timeout: float = 60.0, **env: str) -> Iterator[tuple[str, subpr
                 process.wait()
 
 
-def _wait_ready(url: str, process: subprocess.Popen, log, timeout: float) -> None:
+def wait_answers(url: str, process: subprocess.Popen, log, timeout: float,
+                 name: str = "panel serve") -> None:
+    """Wait until ``url`` answers 200; raise with the tail of ``log`` if ``process`` exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             log.seek(0)
-            raise RuntimeError(f"panel serve exited with {process.returncode}: "
+            raise RuntimeError(f"{name} exited with {process.returncode}: "
                                f"{log.read()[-2000:]}")
         with contextlib.suppress(OSError):
             if urllib.request.urlopen(url, timeout=2).status == 200:
                 return
         time.sleep(0.1)
-    raise RuntimeError(f"panel serve did not answer {url} within {timeout} s")
+    raise RuntimeError(f"{name} did not answer {url} within {timeout} s")
 
 
 def offline_routes(page) -> None:

@@ -25,7 +25,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -42,6 +41,7 @@ from browser_helpers import (
     require_chromium,
     stat,
     table_state,
+    wait_answers,
     wait_finished,
     wait_for_table,
 )
@@ -132,7 +132,8 @@ def jupyterlab(root: Path, home: Path, timeout: float = 90.0) -> Iterator[tuple[
                                    stderr=subprocess.STDOUT, text=True)
         base = f"http://127.0.0.1:{port}"
         try:
-            _wait_answers(f"{base}/api/status?token={token}", process, log, timeout)
+            wait_answers(f"{base}/api/status?token={token}", process, log, timeout,
+                         "jupyter lab")
             yield base, token
         finally:
             process.terminate()  # JupyterLab shuts its kernels down on SIGTERM
@@ -141,20 +142,6 @@ def jupyterlab(root: Path, home: Path, timeout: float = 90.0) -> Iterator[tuple[
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-
-
-def _wait_answers(url: str, process: subprocess.Popen, log, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            log.seek(0)
-            raise RuntimeError(f"jupyter lab exited with {process.returncode}: "
-                               f"{log.read()[-2000:]}")
-        with contextlib.suppress(OSError):
-            if urllib.request.urlopen(url, timeout=2).status == 200:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"jupyter lab did not answer {url} within {timeout} s")
 
 
 def cdn_file(url: str) -> Path | None:
