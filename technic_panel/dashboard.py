@@ -147,16 +147,19 @@ class Dashboard(param.Parameterized):
                                     title="Click a row for its chart", visible=False,
                                     sizing_mode="stretch_width")
 
-    def sidebar(self) -> list:
-        """Return the sidebar: buttons, the scan to watch and the settings in cards."""
+    def sidebar(self, collapsed: bool = True) -> list:
+        """Return the sidebar: buttons, the scan to watch and the settings in cards.
+
+        ``collapsed`` folds every card but Universe (the served template's sidebar).
+        """
         controller = self.controller
         cards = [pn.Card(pn.Param(controller, parameters=list(names), widgets=WIDGETS,
                                   show_name=False, sort=False),
-                         title=title, collapsed=title != "Universe", sizing_mode="stretch_width")
+                         title=title, collapsed=collapsed and title != "Universe", sizing_mode="stretch_width")
                  for title, names in SETTING_GROUPS.items()]
         strategy = pn.Param(controller.strategy, show_name=False, sort=False)
         return [pn.Row(self._start, self._pause, self._stop), self._watch, *cards,
-                pn.Card(strategy, title="Strategy", collapsed=True, sizing_mode="stretch_width")]
+                pn.Card(strategy, title="Strategy", collapsed=collapsed, sizing_mode="stretch_width")]
 
     def main(self) -> list:
         """Return the main area: stats, progress, filters, table, symbol chart, charts."""
@@ -164,9 +167,14 @@ class Dashboard(param.Parameterized):
                 self._charts]
 
     def layout(self) -> pn.Row:
-        """Return the dashboard as one layout (notebooks: no template)."""
+        """Return the dashboard as one layout (notebooks: no template).
+
+        Its setting cards are open: BokehJS fails to render a DataTable that shares one root
+        with a collapsed Card ("reading 'resizeCanvas'"; found by tests/test_jupyterlab.py).
+        """
         main = pn.Column(*self.main(), sizing_mode="stretch_width")
-        return pn.Row(pn.Column(*self.sidebar(), width=330), main, sizing_mode="stretch_width")
+        sidebar = pn.Column(*self.sidebar(collapsed=False), width=330)
+        return pn.Row(sidebar, main, sizing_mode="stretch_width")
 
     def template(self, **options: Any) -> pn.template.BaseTemplate:
         """Return the dashboard in a FastListTemplate (light/dark toggle); served, URL-synced."""

@@ -65,6 +65,13 @@ def test_view_is_a_layout_in_notebooks_and_a_template_with_a_theme_toggle():
     assert isinstance(template, pn.template.FastListTemplate) and template.theme_toggle
 
 
+def test_the_notebook_layout_has_no_collapsed_card_but_the_served_sidebar_does():
+    dashboard = Dashboard(ScanController())
+    layout_cards = dashboard.layout().select(pn.Card)
+    assert layout_cards and not any(card.collapsed for card in layout_cards)
+    assert any(card.collapsed for card in pn.Column(*dashboard.sidebar()).select(pn.Card))
+
+
 def test_the_sidebar_has_a_widget_for_every_setting_and_strategy_param():
     names = widget_names(Dashboard(ScanController()).sidebar())
     assert set(ScanConfig.setting_names()) | {"update_period"} <= names
