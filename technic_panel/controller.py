@@ -13,13 +13,22 @@ document's thread: it reads what has arrived with the non-blocking
 patches rows that an ``update`` changed and sets the outputs. The ``final`` message, a stop
 or a destroyed browser session removes the callback and closes the subscription.
 :meth:`~ScanController.run` reads the same stream synchronously (scripts, notebooks).
+
+A document may be changed from more than one thread: in JupyterLab (``commsOverSubshells``)
+the browser's messages run on kernel threads of their own while the periodic callback runs on
+the main one. So every method that changes the controller's models holds
+:attr:`~ScanController.document_lock`, which the notebook layout holds while it applies the
+browser's messages.
 """
 
 from __future__ import annotations
 
+import functools
+import threading
 import time
 from collections import Counter
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -51,6 +60,17 @@ ACTIVE = frozenset({"running", "paused", "stopping"})
 
 RUN_POLL = 0.25
 """Seconds :meth:`ScanController.run` waits for messages before looking again."""
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _serialized(method: _Method) -> _Method:
+    """Run ``method`` holding the controller's :attr:`~ScanController.document_lock`."""
+    @functools.wraps(method)
+    def locked(self: ScanController, *args: Any, **kwargs: Any) -> Any:
+        with self.document_lock:
+            return method(self, *args, **kwargs)
+    return locked  # type: ignore[return-value]
 
 
 class _Rows:
@@ -124,9 +144,10 @@ class ScanController(ScanConfig):
     Every :class:`~technic_panel.config.ScanConfig` setting is a Parameter here, plus
     ``update_period`` and ``strategy``; outputs are read-only (``constant``) Parameters.
 
-    Warning: not thread-safe. Call its methods, and let it be drained, only on the thread
-    of the document that shows it (Panel callbacks run there); the scan itself runs in the
-    manager's thread and reaches the controller only through its subscription.
+    Served, call its methods on the document's thread (Panel callbacks run there). In a
+    notebook they may run on several kernel threads: each holds :attr:`document_lock` while
+    it changes the table and the outputs. The scan itself runs in the manager's thread and
+    reaches the controller only through its subscription.
 
     Parameters
     ----------
@@ -183,6 +204,8 @@ class ScanController(ScanConfig):
         self._started = 0.0
         self._rows = _Rows()
         self._session_docs: list = []
+        self.document_lock = threading.RLock()
+        """Held while the controller's models change; hold it to change them from elsewhere."""
         self.scan_config: ScanConfig | None = None
         """The settings of the scan shown (started here or watched); None before any."""
         self.cds = ColumnDataSource(data=_columns([]))
@@ -209,6 +232,7 @@ class ScanController(ScanConfig):
             return pd.DataFrame(columns=list(TABLE_COLUMNS))
         return pd.DataFrame.from_records(list(self._rows.results.values()))
 
+    @_serialized
     def start(self) -> str:
         """Start a scan with the current settings and stream it live; return its id.
 
@@ -227,6 +251,7 @@ class ScanController(ScanConfig):
         self._begin_drain()
         return self.scan_id
 
+    @_serialized
     def watch(self, scan_id: str) -> None:
         """Show a scan already running in the manager (started by the API, a script, ...).
 
@@ -249,6 +274,7 @@ class ScanController(ScanConfig):
         self._subscription = subscription
         self._begin_drain()
 
+    @_serialized
     def stop(self) -> None:
         """Stop the scan; results already computed still arrive, then its ``final``.
 
@@ -259,6 +285,7 @@ class ScanController(ScanConfig):
         self._set(status="stopping")
         self.manager.stop_stream(self.scan_id)
 
+    @_serialized
     def pause(self) -> None:
         """Pause the scan (no new work starts; work in flight still arrives); idempotent."""
         if self.status != "running":
@@ -266,6 +293,7 @@ class ScanController(ScanConfig):
         self.manager.pause_stream(self.scan_id)
         self._set(status="paused")
 
+    @_serialized
     def resume(self) -> None:
         """Resume a paused scan; a no-op when it is not paused."""
         if self.status != "paused":
@@ -293,7 +321,8 @@ class ScanController(ScanConfig):
                     messages = subscription.get_batch(timeout=RUN_POLL)
                 except StreamEnded:
                     break
-                self._apply(messages)
+                with self.document_lock:
+                    self._apply(messages)
         finally:
             if self.status in ACTIVE:  # interrupted: do not leave the scan running
                 self.manager.stop_stream(self.scan_id)
@@ -368,6 +397,7 @@ class ScanController(ScanConfig):
         self._session_docs.append(doc)
         pn.state.on_session_destroyed(self._on_session_destroyed)
 
+    @_serialized
     def _on_session_destroyed(self, session_context: Any) -> None:
         """Free the session's scan: stop it if it is ours, then unhook everything."""
         if self._owned and self.status in ACTIVE:
@@ -377,6 +407,7 @@ class ScanController(ScanConfig):
             self.manager.release(self.scan_id)
         self._session_docs.clear()
 
+    @_serialized
     def _drain(self) -> None:
         """Apply every message that has arrived; end with the ``final`` (never blocks)."""
         subscription = self._subscription

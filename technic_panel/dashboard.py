@@ -7,7 +7,9 @@ filter runs in the browser on every row, so they apply to rows shown and rows st
 arriving while the source keeps every row. Served, the settings follow the URL
 (``/app?symbols=2000&latency_ms=20&max_signals=10``) through ``pn.state.location.sync``.
 
-Warning: not thread-safe; like its controller it lives on its document's thread.
+Served, the dashboard lives on its document's thread. In a notebook, :class:`NotebookLayout`
+applies the browser's messages under the controller's ``document_lock`` and drops the browser's
+echoes of the data sources' updates (see there).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 
 import panel as pn
 import param
-from bokeh.models import ColumnDataSource
+from bokeh.models import ColumnDataSource, Model
 
 from technic_panel import charts
 from technic_panel.config import ScanConfig
@@ -60,6 +62,34 @@ _STATS_CSS = """
 .label { font-size: 0.75em; opacity: 0.7; text-transform: uppercase; }
 .value { font-size: 1.3em; font-weight: 600; white-space: nowrap; }
 """
+
+
+class NotebookLayout(pn.Row):
+    """The dashboard's root in a notebook: the browser's messages applied safely.
+
+    Panel 1.9's notebook CommManager (JavaScript) sends every change of the page back to the
+    kernel, the changes it has just received from the kernel included: it does not skip
+    BokehJS's ``sync: false`` events as Bokeh's own ClientSession does. Applied, the echo of a
+    ``stream`` appends the same rows again to the Python ColumnDataSource. And JupyterLab's
+    default ``commsOverSubshells`` delivers those messages on a kernel thread of their own
+    while the periodic callback streams on the main thread: the document changed from two
+    threads lost or doubled rows in the page (tests/test_jupyterlab.py). So this layout drops
+    the browser's events on the ``owned`` data sources, which only Python writes, and applies
+    the others holding ``lock``.
+    """
+
+    def __init__(self, *objects: Any, owned: list[Model], lock: Any, **params: Any) -> None:
+        super().__init__(*objects, **params)
+        self._owned_ids = frozenset(model.id for model in owned)
+        self._lock = lock
+
+    def _on_msg(self, ref: str, manager: Any, msg: dict[str, Any]) -> None:
+        content = msg.get("content")
+        if isinstance(content, dict) and "events" in content:
+            content["events"] = [event for event in content["events"]
+                                 if (event.get("model") or {}).get("id") not in self._owned_ids]
+        with self._lock:
+            super()._on_msg(ref, manager, msg)
 
 
 def _card(label: str, body: str) -> str:
@@ -155,18 +185,20 @@ class Dashboard(param.Parameterized):
         controller = self.controller
         cards = [pn.Card(pn.Param(controller, parameters=list(names), widgets=WIDGETS,
                                   show_name=False, sort=False),
-                         title=title, collapsed=collapsed and title != "Universe", sizing_mode="stretch_width")
+                         title=title, collapsed=collapsed and title != "Universe",
+                         sizing_mode="stretch_width")
                  for title, names in SETTING_GROUPS.items()]
         strategy = pn.Param(controller.strategy, show_name=False, sort=False)
         return [pn.Row(self._start, self._pause, self._stop), self._watch, *cards,
-                pn.Card(strategy, title="Strategy", collapsed=collapsed, sizing_mode="stretch_width")]
+                pn.Card(strategy, title="Strategy", collapsed=collapsed,
+                        sizing_mode="stretch_width")]
 
     def main(self) -> list:
         """Return the main area: stats, progress, filters, table, symbol chart, charts."""
         return [self._stats, self._progress, self._filters, self._table, self._symbol_card,
                 self._charts]
 
-    def layout(self) -> pn.Row:
+    def layout(self) -> NotebookLayout:
         """Return the dashboard as one layout (notebooks: no template).
 
         Its setting cards are open: BokehJS fails to render a DataTable that shares one root
@@ -174,7 +206,9 @@ class Dashboard(param.Parameterized):
         """
         main = pn.Column(*self.main(), sizing_mode="stretch_width")
         sidebar = pn.Column(*self.sidebar(collapsed=False), width=330)
-        return pn.Row(sidebar, main, sizing_mode="stretch_width")
+        owned = [self.controller.cds, self.controller.timeline, self._counts, self._candles]
+        return NotebookLayout(sidebar, main, owned=owned, lock=self.controller.document_lock,
+                              sizing_mode="stretch_width")
 
     def template(self, **options: Any) -> pn.template.BaseTemplate:
         """Return the dashboard in a FastListTemplate (light/dark toggle); served, URL-synced."""

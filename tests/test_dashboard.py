@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 import urllib.request
 
 import pandas as pd
@@ -238,3 +239,52 @@ def _ok(fetch) -> bool:
 def test_signal_colours_cover_every_signal():
     data = charts.signal_counts_data({"BUY": 3})
     assert data["count"] == [0, 3, 0, 0, 0] and len(set(data["color"])) == 5
+
+
+def _browser_patch(*events: dict) -> dict:
+    """A PATCH-DOC message as Panel's notebook CommManager sends it from the browser."""
+    return {"header": {"msgid": "m1", "msgtype": "PATCH-DOC"}, "metadata": {},
+            "content": {"events": list(events)}, "_buffers": {}}
+
+
+@pytest.fixture
+def notebook_root(finished):
+    """The finished dashboard's notebook layout rendered for a comm: (dashboard, send)."""
+    from bokeh.document import Document
+    from panel.io.state import state
+    from panel.models.comm_manager import CommManager
+
+    layout, doc = finished.layout(), Document()
+    comm = state._comm_manager.get_server_comm()
+    root = layout.get_root(doc, comm)
+    doc.add_root(root)  # as Panel's notebook rendering does
+    ref = root.ref["id"]
+    manager = CommManager(comm_id=comm.id, plot_id=ref)
+    return finished, lambda msg: layout._on_msg(ref, manager, msg)
+
+
+def test_the_notebook_layout_drops_the_browsers_echo_of_streamed_rows(notebook_root):
+    dashboard, send = notebook_root
+    cds = dashboard.controller.cds
+    rows = len(cds.data["symbol"])
+    echo = {"kind": "ColumnsStreamed", "model": {"id": cds.id}, "attr": "data", "rollover": None,
+            "data": {"type": "map", "entries": [[name, [cds.data[name][0]]]
+                                                for name in cds.data]}}
+    click = {"kind": "ModelChanged", "model": {"id": cds.selected.id}, "attr": "indices",
+             "new": [0]}
+    send(_browser_patch(echo, click))
+    assert len(cds.data["symbol"]) == rows == 120
+    assert cds.selected.indices == [0] and dashboard._symbol == cds.data["symbol"][0]
+
+
+def test_the_notebook_layout_applies_browser_messages_under_the_document_lock(notebook_root):
+    dashboard, send = notebook_root
+    selected = dashboard.controller.cds.selected
+    click = {"kind": "ModelChanged", "model": {"id": selected.id}, "attr": "indices", "new": [1]}
+    with dashboard.controller.document_lock:
+        worker = threading.Thread(target=send, args=(_browser_patch(click),))
+        worker.start()
+        worker.join(0.3)
+        assert worker.is_alive() and selected.indices == []
+    worker.join(5)
+    assert not worker.is_alive() and selected.indices == [1]

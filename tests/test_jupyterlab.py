@@ -7,7 +7,10 @@ the cell's output and watches the results table fill up. In a notebook Panel sen
 update from the kernel over a Jupyter comm, which pyviz_comms' JupyterLab extension hands to
 BokehJS; rows arriving in the table prove that whole path works in JupyterLab. JupyterLab
 keeps its defaults but the news toast: in particular comm messages travel over a kernel
-subshell ("commsOverSubshells": "perCommTarget", with ipykernel 7), as for a user.
+subshell ("commsOverSubshells": "perCommTarget", with ipykernel 7), as for a user. It caught
+two bugs, both fixed: BokehJS could not lay out the table beside a collapsed Card, and rows
+were lost or doubled while the browser's messages ran on a subshell thread (see
+``technic_panel.dashboard.NotebookLayout``).
 
 Offline: Panel's notebook output loads BokehJS and Panel's JavaScript from cdn.bokeh.org and
 cdn.holoviz.org (the default, ``inline=False``). The page answers those requests with the same
@@ -49,15 +52,7 @@ from browser_helpers import (
 if TYPE_CHECKING:
     from playwright.sync_api import Locator, Page
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.xfail(reason=(
-        "known product bugs (issue #4 note): Dashboard.layout() in a notebook puts collapsed "
-        "Cards and the DataTable in one root and BokehJS throws 'resizeCanvas' of undefined, "
-        "so the table never renders; and with JupyterLab's commsOverSubshells default, comm "
-        "messages reach the document from two kernel threads and rows are lost or doubled"),
-        strict=False),
-]
+pytestmark = pytest.mark.browser
 
 SYMBOLS = 300
 CELL = f"""import panel as pn
