@@ -276,7 +276,8 @@ class StreamManager:
             if record.paused:
                 scanner.pause()
             last_progress = [float("-inf")]
-            summary = scanner.run(lambda event: self._on_event(record, event, last_progress))
+            summary = scanner.run(lambda event: self._on_event(record, event, last_progress),
+                                  around_chunk=streamer.holding)
         except Exception as exc:  # noqa: BLE001 - a failed scan ends with an error and a final
             log.warning("scan %s failed: %s", record.scan_id, exc, exc_info=True)
             record.error = f"{type(exc).__name__}: {exc}"

@@ -19,6 +19,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,6 +111,7 @@ class Scanner:
         self._wake: queue.SimpleQueue = queue.SimpleQueue()
         self._stopped = self._paused = self._started = False
         self._started_at: float | None = None
+        self._around_chunk: Callable[[], AbstractContextManager] = nullcontext
 
     def __repr__(self) -> str:
         return (f"Scanner({self.source!r}, executor={self.executor.kind}, "
@@ -169,16 +171,20 @@ class Scanner:
             dropped |= set(universe.loc[low, "symbol"])
         return [s for s in symbols if s not in dropped] if dropped else symbols
 
-    def run(self, on_event: Callable[[ScanEvent], None]) -> ScanSummary:
+    def run(self, on_event: Callable[[ScanEvent], None], *,
+            around_chunk: Callable[[], AbstractContextManager] = nullcontext) -> ScanSummary:
         """Run the scan, calling ``on_event`` once per symbol as each completes.
 
-        Returns when every symbol is processed or :meth:`stop` was called; a
-        Scanner runs once.
+        A chunk's symbols complete together; their events are emitted inside one
+        ``around_chunk()`` context (the manager holds the stream's publishing there, so
+        a chunk reaches readers in one go). Returns when every symbol is processed or
+        :meth:`stop` was called; a Scanner runs once.
         """
         if self._started:
             raise RuntimeError("Scanner.run was already called; create a new Scanner")
         self._started = True
         self._started_at = time.perf_counter()
+        self._around_chunk = around_chunk
         first: list[float] = []
         universe = self.source.universe()
         plan = self._plan(universe)
@@ -241,7 +247,7 @@ class Scanner:
 
     def _emit_chunk(self, context: _Context, outcomes: list,
                     emit: Callable[[ScanEvent], None]) -> None:
-        with self._emit_lock:
+        with self._emit_lock, self._around_chunk():
             for symbol, ok, row in outcomes:
                 if self._stopped:
                     return

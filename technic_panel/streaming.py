@@ -26,7 +26,10 @@ publish, so a burst travels in batches instead of waking readers once per messag
 They are also published at once when ``batch_size`` are pending; on
 :meth:`~ResultStreamer.flush`; for a result whose ``priority_tier`` is ``"high"`` (with
 everything pending before it, keeping the order); always for the ``final``. No message
-waits longer than ``flush_interval``. There is no timer thread; the deadline is kept by
+waits longer than ``flush_interval``. A producer with several messages at one instant (the
+scanner, a finished chunk) adds them inside :meth:`~ResultStreamer.holding`: they are
+published together when the block ends, one reader wake-up instead of one per high-tier
+result. There is no timer thread; the deadline is kept by
 whoever looks next. A producer publishes overdue messages when it adds one, every read
 publishes them first, and a waiting reader sleeps no longer than the deadline (the first
 message held back wakes it to learn the deadline; with nothing held it waits untimed).
@@ -58,13 +61,14 @@ timeout only) and iteration stops.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from technic_panel.messages import envelope, json_safe, make_message, validate_data
@@ -161,6 +165,7 @@ class ResultStreamer:
         self._cond = threading.Condition(self._lock)
         self._log: deque[dict] = deque(maxlen=max_retained)
         self._pending: list[dict] = []
+        self._holds = 0
         self._last_publish = -math.inf
         self._next_seq = 1
         self._last_seq = 0
@@ -260,6 +265,25 @@ class ResultStreamer:
                                                       urgent=True)
             return self._final_seq
 
+    @contextlib.contextmanager
+    def holding(self) -> Iterator[None]:
+        """Hold publishing while the block runs; publish what is pending when it ends.
+
+        For messages that exist at the same instant: a reader wakes once for all of them.
+        Other threads' messages wait for the block's end too (a reader that looks publishes
+        those due by ``flush_interval``); a ``final`` never waits. Blocks may nest; the
+        outermost end publishes.
+        """
+        with self._lock:
+            self._holds += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._holds -= 1
+                if not self._holds:
+                    self._publish_locked()
+
     def flush(self) -> None:
         """Publish every pending message now."""
         with self._lock:
@@ -330,6 +354,8 @@ class ResultStreamer:
         seq = self._next_seq
         self._pending.append(envelope(type_, content, scan_id=self.scan_id, seq=seq))
         self._next_seq += 1
+        if self._holds and type_ != "final":
+            return seq
         if urgent or len(self._pending) >= self.batch_size or self._until_flush_locked() == 0:
             self._publish_locked()
         elif len(self._pending) == 1:

@@ -8,6 +8,7 @@ module, and not this one, is what process and Dask workers import).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import threading
 import time
@@ -170,6 +171,28 @@ class ScannerContract:
         assert summary.processed == summary.total == scanner.total == UNIVERSE
         assert summary.results == len(recorder.of_kind("result")) == UNIVERSE
         assert summary.errors == 0
+
+    def test_each_chunk_is_emitted_inside_one_around_chunk_context(self):
+        blocks: list[list[str]] = []
+        inside: list[str] | None = None
+
+        @contextlib.contextmanager
+        def around_chunk():
+            nonlocal inside
+            inside = []
+            yield
+            blocks.append(inside)
+            inside = None
+
+        def on_event(event: ScanEvent) -> None:
+            assert inside is not None, f"{event.symbol} emitted outside around_chunk"
+            inside.append(event.symbol)
+
+        scanner = self.scanner()
+        scanner.run(on_event, around_chunk=around_chunk)
+        sizes = [len(block) for block in blocks]
+        assert sum(sizes) == UNIVERSE and len(blocks) < UNIVERSE
+        assert max(sizes) <= scanner.executor.chunk_limit
 
     def test_emits_in_completion_order_not_submission_order(self):
         plan = self.scanner().plan()["symbol"].tolist()

@@ -252,6 +252,50 @@ def test_final_always_flushes():
     assert types(streamer.messages_since(1)) == ["result", "final"]
 
 
+def test_holding_publishes_what_the_block_adds_together_at_its_end():
+    streamer, clock = make_streamer(batch_size=2)
+    with streamer.holding():
+        streamer.add_result(result("A", priority_tier="high"))
+        streamer.add_result(result("B"))
+        streamer.add_error({"message": "boom"})
+        clock.advance(5.0)
+        streamer.add_progress({"processed": 3, "total": 9})
+        assert "last_seq=0 pending=4" in repr(streamer)
+    assert "last_seq=4 pending=0" in repr(streamer)
+
+
+def test_nested_holds_publish_at_the_outermost_end():
+    streamer, _ = make_streamer()
+    with streamer.holding():
+        with streamer.holding():
+            streamer.add_result(result("A", priority_tier="high"))
+        assert "last_seq=0 pending=1" in repr(streamer)
+    assert "last_seq=1 pending=0" in repr(streamer)
+
+
+def test_the_final_does_not_wait_for_a_hold():
+    streamer, _ = make_streamer()
+    with streamer.holding():
+        streamer.add_result(result("A", priority_tier="high"))
+        assert streamer.finish(SUMMARY) == 2
+        assert "last_seq=2 pending=0" in repr(streamer)
+
+
+def test_a_waiting_reader_gets_a_held_block_in_one_batch(no_thread_leaks):
+    streamer, _ = make_streamer()
+    sub = streamer.subscribe()
+    got: list[list[dict]] = []
+    reader = threading.Thread(target=lambda: got.append(sub.get_batch(timeout=30)))
+    reader.start()
+    with streamer.holding():
+        for symbol in ("A", "B", "C"):
+            streamer.add_result(result(symbol, priority_tier="high"))
+        time.sleep(0.05)  # a negative check: the reader had time to take a message
+        assert got == []
+    reader.join(timeout=10)
+    assert [seqs(batch) for batch in got] == [[1, 2, 3]]
+
+
 def test_waiting_consumer_flushes_at_the_deadline_without_a_producer(no_thread_leaks):
     streamer, clock = make_streamer(flush_interval=0.02)
     publish_first(streamer)
@@ -696,12 +740,22 @@ OPS = st.one_of(
     st.tuples(st.just("tick"), st.sampled_from([0.0, 0.4, 1.0])),
     st.tuples(st.just("flush")),
     st.tuples(st.just("finish")),
+    st.tuples(st.just("hold")),
+    st.tuples(st.just("release")),
 )
 
 
 def run_ops(streamer: ResultStreamer, clock: FakeClock, ops: list[tuple]) -> list:
     """Apply ``ops``; return ``[(since, subscription, received)]``."""
     subs: list = []
+    with contextlib.ExitStack() as holds:
+        _apply_ops(streamer, clock, ops, subs, holds)
+    return subs
+
+
+def _apply_ops(streamer: ResultStreamer, clock: FakeClock, ops: list[tuple], subs: list,
+               holds: contextlib.ExitStack) -> None:
+    depth = []
     for op in ops:
         kind = op[0]
         if kind == "result" and not streamer.finished:
@@ -725,7 +779,11 @@ def run_ops(streamer: ResultStreamer, clock: FakeClock, ops: list[tuple]) -> lis
             streamer.flush()
         elif kind == "finish":
             streamer.finish(SUMMARY)
-    return subs
+        elif kind == "hold":
+            depth.append(holds.enter_context(contextlib.ExitStack()))
+            depth[-1].enter_context(streamer.holding())
+        elif kind == "release" and depth:
+            depth.pop().close()
 
 
 @settings(deadline=None, max_examples=1000)
