@@ -17,7 +17,7 @@ import re
 import signal
 import subprocess
 import sys
-import time
+import tempfile
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 import panel as pn
 import pytest
-from browser_helpers import free_port
+from browser_helpers import free_port, wait_answers
 
 from technic_panel.config import ScanConfig
 from technic_panel.messages import validate_message
@@ -87,23 +87,17 @@ def get(url: str) -> tuple[int, bytes]:
 def served() -> Iterator[str]:
     """Run ``make serve`` on a free port; yield ``host:port`` once the API answers."""
     port = free_port()
-    process = subprocess.Popen(["make", "--no-print-directory", "serve", f"PORT={port}"],
-                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               start_new_session=True)
     address = f"127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None, process.stderr.read().decode()
-            with contextlib.suppress(OSError):
-                if get(f"http://{address}/health")[0] == 200:
-                    break
-            assert time.monotonic() < deadline, "make serve did not answer within 120 s"
-            time.sleep(0.2)
-        yield address
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
+    with tempfile.TemporaryFile("w+") as log:  # a file, not a pipe: a full pipe blocks the server
+        process = subprocess.Popen(["make", "--no-print-directory", "serve", f"PORT={port}"],
+                                   cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log,
+                                   start_new_session=True)
+        try:
+            wait_answers(f"http://{address}/health", process, log, 120, name="make serve")
+            yield address
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=30)
 
 
 def on_port(code: str, address: str) -> str:
