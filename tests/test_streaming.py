@@ -755,7 +755,7 @@ def run_ops(streamer: ResultStreamer, clock: FakeClock, ops: list[tuple]) -> lis
 
 def _apply_ops(streamer: ResultStreamer, clock: FakeClock, ops: list[tuple], subs: list,
                holds: contextlib.ExitStack) -> None:
-    depth = []
+    open_holds: list[contextlib.ExitStack] = []
     for op in ops:
         kind = op[0]
         if kind == "result" and not streamer.finished:
@@ -780,10 +780,10 @@ def _apply_ops(streamer: ResultStreamer, clock: FakeClock, ops: list[tuple], sub
         elif kind == "finish":
             streamer.finish(SUMMARY)
         elif kind == "hold":
-            depth.append(holds.enter_context(contextlib.ExitStack()))
-            depth[-1].enter_context(streamer.holding())
-        elif kind == "release" and depth:
-            depth.pop().close()
+            open_holds.append(holds.enter_context(contextlib.ExitStack()))
+            open_holds[-1].enter_context(streamer.holding())
+        elif kind == "release" and open_holds:
+            open_holds.pop().close()
 
 
 @settings(deadline=None, max_examples=1000)
