@@ -163,6 +163,31 @@ def click_start(page) -> float:
     return page.evaluate("window.__clicked")
 
 
+UNIQUE_SYMBOLS_JS = f"() => new Set({TABLE_JS}.model.source.data.symbol).size"
+"""The number of distinct symbols among the rows the table received."""
+
+
+def settled_rows(page, timeout: float = 5.0) -> int:
+    """Wait until the table has received as many rows as the stats say were processed.
+
+    Call it once the scan has ended. Panel may deliver the stats of the last update a moment
+    before BokehJS applies the last streamed rows (they travel as separate messages), so the
+    end is awaited, not read. Returns the rows; fails naming rows, distinct symbols and
+    processed if they never agree within ``timeout`` seconds.
+    """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+    processed = count(page, "processed")
+    try:
+        page.wait_for_function(f"(n) => {TABLE_JS}.model.source.get_length() === n",
+                               arg=processed, timeout=timeout * 1000)
+    except PlaywrightTimeoutError:
+        rows, unique = table_state(page)["received"], page.evaluate(UNIQUE_SYMBOLS_JS)
+        pytest.fail(f"the table received {rows} rows ({unique} distinct symbols), "
+                    f"the dashboard processed {processed}")
+    return table_state(page)["received"]
+
+
 def wait_finished(page, timeout: float = 60_000) -> str:
     """Wait until the status says the scan ended; return the status text."""
     page.locator("[data-testid=status]", has_text="finished").wait_for(timeout=timeout)

@@ -23,6 +23,7 @@ from browser_helpers import (
     offline_routes,
     panel_server,
     require_chromium,
+    settled_rows,
     stat,
     table_state,
     wait_finished,
@@ -79,16 +80,6 @@ def open_page(browser, server):
     yield open_
     for context in contexts:
         context.close()
-
-
-def settled_rows(page) -> int:
-    """Wait until the table has received as many rows as the stats say were processed.
-
-    Panel may deliver the stats of the last update a moment before BokehJS applies the
-    last streamed rows (they travel as separate messages), so the end is awaited, not read.
-    """
-    wait_until(lambda: table_state(page)["received"] == count(page, "processed"), timeout=5)
-    return table_state(page)["received"]
 
 
 def test_the_page_loads_without_console_errors(open_page):

@@ -39,9 +39,11 @@ from browser_helpers import (
     CHROMIUM_ARGS,
     RECORD_JS,
     TABLE_JS,
+    UNIQUE_SYMBOLS_JS,
     count,
     free_port,
     require_chromium,
+    settled_rows,
     stat,
     table_state,
     wait_answers,
@@ -87,8 +89,6 @@ KERNEL_IDLE_JS = """() => {
 """True once the notebook's kernel is connected and idle: a cell run now is not dropped."""
 
 
-UNIQUE_SYMBOLS_JS = f"() => new Set({TABLE_JS}.model.source.data.symbol).size"
-"""The number of distinct symbols among the rows the table received."""
 
 # Bokeh.index is page-wide: Panel's notebook output (panel/_templates/doc_nb_js.js) calls
 # Bokeh.embed.embed_items_notebook, whose add_document_standalone adds every root view of
@@ -226,22 +226,6 @@ def visible_start_button(page: Page) -> Locator:
     return start
 
 
-def wait_rows_settle(page: Page, processed: int, timeout: float = 10_000) -> None:
-    """Wait until the table holds ``processed`` rows; fail with both counts if it never does.
-
-    The last rows may land a moment after the final stats: they travel as separate events.
-    """
-    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
-
-    try:
-        page.wait_for_function(f"(n) => {TABLE_JS}.model.source.get_length() === n",
-                               arg=processed, timeout=timeout)
-    except PlaywrightTimeoutError:
-        rows, unique = table_state(page)["received"], page.evaluate(UNIQUE_SYMBOLS_JS)
-        pytest.fail(f"the table received {rows} rows ({unique} distinct symbols), "
-                    f"the dashboard processed {processed}")
-
-
 def test_the_dashboard_renders_and_streams_live_in_jupyterlab(lab_page):
     page = lab_page
     run_dashboard_cell(page)
@@ -256,7 +240,7 @@ def test_the_dashboard_renders_and_streams_live_in_jupyterlab(lab_page):
                            timeout=FIRST_ROW_S * 1000)
     first_row = time.monotonic() - clicked
     wait_finished(page)
-    wait_rows_settle(page, count(page, "processed"))
+    settled_rows(page, timeout=10.0)
     received = page.evaluate("clearInterval(window.__recorder) || window.__received")
 
     state = table_state(page)
