@@ -18,7 +18,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 serve: $(STAMP)
-	$(BIN)/panel serve app.py --plugins technic_panel.api --address $(ADDRESS) --port $(PORT) \
+	$(BIN)/panel serve app.py --plugins technic_panel.serve --address $(ADDRESS) --port $(PORT) \
+		--auth-module technic_panel/auth.py --exclude-headers=Cookie --exclude-cookies=technic_dashboard \
 		--allow-websocket-origin=$(ADDRESS):$(PORT) --allow-websocket-origin=localhost:$(PORT)
 
 test: $(STAMP)
@@ -32,6 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_stream.py
 	$(BIN)/python benchmarks/bench_api.py
 	$(BIN)/python benchmarks/bench_dashboard.py
+	$(BIN)/python benchmarks/bench_memory.py
 
 notebooks: $(STAMP)
 	$(BIN)/jupyter execute --inplace notebooks/*.ipynb

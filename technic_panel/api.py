@@ -1,6 +1,6 @@
 """The HTTP API: start, watch and stop scans over REST, Server-Sent Events and WebSocket.
 
-Mount it beside the dashboard with ``panel serve app.py --plugins technic_panel.api``:
+Mount it beside the dashboard with ``panel serve app.py --plugins technic_panel.serve``:
 Panel adds :data:`ROUTES`, whose handlers share the process-wide
 :func:`~technic_panel.manager.default_manager` with the dashboard sessions. Or run it
 alone (tests, notebooks) with :func:`make_app`. ``docs/api.md`` describes the endpoints
@@ -18,11 +18,13 @@ from urllib.parse import quote
 
 from tornado.web import Application
 
+from technic_panel import auth
 from technic_panel.api_base import (
     API_TOKEN_ENV,
     HEARTBEAT_INTERVAL,
     MAX_BODY_BYTES,
     RETRY_MS,
+    WRITE_TIMEOUT,
     APIError,
     APIHandler,
     APIOptions,
@@ -33,6 +35,7 @@ from technic_panel.api_streams import EventsHandler, ResultsSocket
 from technic_panel.config import ConfigError
 from technic_panel.manager import StreamManager, TooManyScans, UnknownScan
 from technic_panel.openapi import openapi_spec
+from technic_panel.policy import ServerPolicy
 
 __all__ = ["API_TOKEN_ENV", "ROUTES", "APIError", "APIOptions", "error_envelope", "make_app",
            "routes"]
@@ -42,7 +45,13 @@ DEFAULT_PAGE, MAX_PAGE = 1000, 10_000
 
 
 class ScanStartHandler(APIHandler):
-    """``POST /scan/stream``: validate the body as ScanConfig settings and start the scan."""
+    """``POST /scan/stream``: validate the body as ScanConfig settings and start the scan.
+
+    The settings are checked against the server's policy; the scan belongs to the
+    client's token.
+    """
+
+    json_required = True
 
     def post(self) -> None:
         """Start the scan; 201 with its id and links (400 bad setting, 429 at the cap)."""
@@ -51,7 +60,7 @@ class ScanStartHandler(APIHandler):
             raise APIError(400, "the body must be a JSON object of scan settings, not "
                                 f"{type(body).__name__}")
         try:
-            scan_id = self.manager.start_stream(body)
+            scan_id = self.manager.start_stream(body, policy=self.policy, owner=self.owner)
         except ConfigError as exc:
             raise APIError(400, str(exc), exc.field) from exc
         except TooManyScans as exc:
@@ -98,18 +107,18 @@ class ScanStopHandler(APIHandler):
     def post(self, scan_id: str) -> None:
         """Stop the scan and answer with its record (its final follows on the streams)."""
         try:
-            record = self.manager.stop_stream(scan_id)
+            record = self.manager.stop_stream(scan_id, self.owner)
         except UnknownScan as exc:
             raise APIError(404, str(exc), "scan_id") from exc
         self.send_json(self.describe(record))
 
 
 class ScansHandler(APIHandler):
-    """``GET /scans``: every scan still held, running and recent, newest first."""
+    """``GET /scans``: the client's scans still held, running and recent, newest first."""
 
     def get(self) -> None:
         """Answer ``{"scans": [record, ...]}``."""
-        self.send_json({"scans": self.manager.list()})
+        self.send_json({"scans": self.manager.list(self.owner)})
 
 
 class HealthHandler(APIHandler):
@@ -153,12 +162,14 @@ def routes(options: APIOptions | None = None) -> list[tuple[str, type, dict[str,
 
 
 ROUTES = routes()
-"""The routes ``panel serve --plugins technic_panel.api`` mounts, on the default manager."""
+"""The routes ``panel serve --plugins technic_panel.serve`` mounts, on the default manager."""
+auth.install()  # the access log never shows a ?token=, for the API as for the dashboard
 
 
 def make_app(manager: StreamManager | None = None, token: str | None = None, *,
              heartbeat: float = HEARTBEAT_INTERVAL, retry_ms: int = RETRY_MS,
-             max_body: int = MAX_BODY_BYTES) -> Application:
+             max_body: int = MAX_BODY_BYTES, policy: ServerPolicy | None = None,
+             write_timeout: float = WRITE_TIMEOUT) -> Application:
     """Return a Tornado application serving the API alone; every other path is a JSON 404.
 
     Parameters
@@ -174,12 +185,17 @@ def make_app(manager: StreamManager | None = None, token: str | None = None, *,
         The ``retry:`` hint sent to SSE clients.
     max_body
         Most bytes of a request body (413 beyond).
+    policy
+        What remote clients may ask; default :meth:`ServerPolicy.from_env`, read at
+        request time.
+    write_timeout
+        Most seconds a stream waits for a stalled client before disconnecting it.
 
     Examples
     --------
     >>> app = make_app(StreamManager(), token="s3cret")
     >>> server = app.listen(0, "127.0.0.1")  # doctest: +SKIP
     """
-    options = APIOptions(manager, token, heartbeat, retry_ms, max_body)
+    options = APIOptions(manager, token, heartbeat, retry_ms, max_body, policy, write_timeout)
     return Application(routes(options), default_handler_class=NotFoundHandler,
                        default_handler_args={"options": options})

@@ -9,9 +9,7 @@ Handlers are not thread-safe: Tornado runs them on its IOLoop.
 
 from __future__ import annotations
 
-import hmac
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +19,7 @@ from tornado.web import HTTPError, MissingArgumentError, RequestHandler, stream_
 
 from technic_panel.manager import ScanRecord, StreamManager, UnknownScan, default_manager
 from technic_panel.messages import to_json
+from technic_panel.policy import ServerPolicy
 from technic_panel.streaming import Subscription
 
 API_TOKEN_ENV = "TECHNIC_API_TOKEN"
@@ -31,8 +30,10 @@ HEARTBEAT_INTERVAL = 15.0
 """Default most seconds an SSE stream stays silent before a ``: keep-alive`` comment."""
 RETRY_MS = 2000
 """Default ``retry:`` hint sent to SSE clients, in ms."""
-DIGITS = re.compile(r"\d{1,18}")
-"""A seq or count as text: digits only (no sign, no spaces, no underscores)."""
+WRITE_TIMEOUT = 30.0
+"""Default most seconds a stream waits for a client to take its writes before closing it."""
+DIGITS = re.compile(r"[0-9]{1,18}")
+"""A seq or count as text: ASCII digits only (no sign, spaces, underscores or other scripts)."""
 _ENCODED_CACHE = 8192
 
 
@@ -61,15 +62,23 @@ class APIOptions:
     heartbeat: float = HEARTBEAT_INTERVAL
     retry_ms: int = RETRY_MS
     max_body: int = MAX_BODY_BYTES
+    policy: ServerPolicy | None = None
+    write_timeout: float = WRITE_TIMEOUT
     _encoded: dict[tuple, str] = field(default_factory=dict, init=False, repr=False)
 
     def scans(self) -> StreamManager:
         """Return the injected manager, else the process-wide one."""
         return self.manager if self.manager is not None else default_manager()
 
-    def expected_token(self) -> str | None:
-        """Return the token requests must carry: the injected one, else the env's, else None."""
-        return self.token if self.token is not None else os.environ.get(API_TOKEN_ENV) or None
+    def server_policy(self) -> ServerPolicy:
+        """Return the injected policy, else the environment's (read at request time).
+
+        An injected ``token`` replaces the policy's.
+        """
+        policy = self.policy if self.policy is not None else ServerPolicy.from_env()
+        if self.token is not None and self.token != policy.token:
+            policy = ServerPolicy(**{**policy.__dict__, "token": self.token or None})
+        return policy
 
     def encode(self, message: dict) -> str:
         """Return ``message`` as JSON, serialised once however many clients receive it.
@@ -118,23 +127,28 @@ class APIMixin:
     """Whether no token is needed (``GET /health``, for liveness probes)."""
     query_token = False
     """Whether ``?token=`` is accepted besides the header (SSE and WebSocket)."""
+    owner: str | None = None
+    """The identity of the request's token (None when the server needs no token)."""
 
     def initialize(self, options: APIOptions) -> None:
         """Take the application's shared options (Tornado passes the route's kwargs)."""
-        self.options = options
+        self.shared = options
 
     @property
     def manager(self) -> StreamManager:
         """The scans' manager."""
-        return self.options.scans()
+        return self.shared.scans()
 
     def authorize(self) -> None:
-        """Raise 401 unless the request carries the token (when one is required)."""
-        expected = self.options.expected_token()
-        if self.public or expected is None:
+        """Raise 401 unless the request carries a valid token (when one is required).
+
+        Sets :attr:`owner`, the identity whose scans this request may see and stop.
+        """
+        self.policy = self.shared.server_policy()
+        if self.public or not self.policy.tokens:
             return
-        given = self._given_token()
-        if given is None or not hmac.compare_digest(given.encode(), expected.encode()):
+        self.owner = self.policy.owner_of(self._given_token())
+        if self.owner is None:
             where = " or ?token=" if self.query_token else ""
             raise APIError(401, f"a valid token is required: send 'Authorization: Bearer "
                                 f"<token>'{where} (the server's {API_TOKEN_ENV})")
@@ -152,16 +166,28 @@ class APIMixin:
         if status_code == 401:
             self.set_header("WWW-Authenticate", 'Bearer realm="technic-panel"')
         if status_code == 405:
-            allowed = ", ".join(self._allowed_methods())
+            allowed = ", ".join(self.allowed_methods())
             self.set_header("Allow", allowed)
             message = f"{self.request.method} is not allowed on {self.request.path}; use {allowed}"
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.finish(json.dumps(error_envelope(status_code, message, field_name)))
 
-    def _allowed_methods(self) -> list[str]:
-        return [method for method in ("GET", "POST")
-                if getattr(type(self), method.lower()) is not getattr(RequestHandler,
-                                                                      method.lower())]
+    def allowed_methods(self) -> list[str]:
+        """Return the methods this handler answers (``OPTIONS`` always, ``HEAD`` with GET)."""
+        methods = [method for method in ("GET", "POST")
+                   if getattr(type(self), method.lower()) is not getattr(RequestHandler,
+                                                                         method.lower())]
+        return [*methods, *(["HEAD"] if "GET" in methods and self.head_allowed else []),
+                "OPTIONS"]
+
+    head_allowed = True
+    """Whether ``HEAD`` answers a GET's status and headers (not for streams)."""
+
+    def options(self, *args: str) -> None:
+        """Answer ``OPTIONS`` with 204 and the ``Allow`` header (after the token check)."""
+        self.set_header("Allow", ", ".join(self.allowed_methods()))
+        self.set_status(204)
+        self.finish()
 
     def int_argument(self, name: str, default: int, low: int, high: int | None = None) -> int:
         """Return the query parameter ``name`` as an integer in [low, high]; 400 otherwise."""
@@ -175,9 +201,9 @@ class APIMixin:
         return value
 
     def scan_record(self, scan_id: str) -> ScanRecord:
-        """Return the scan's record; 404 for an unknown scan."""
+        """Return the scan's record; 404 for an unknown scan (or another client's)."""
         try:
-            return self.manager.get(scan_id)
+            return self.manager.get(scan_id, self.owner)
         except UnknownScan as exc:
             raise APIError(404, str(exc), "scan_id") from exc
 
@@ -198,29 +224,63 @@ class APIHandler(APIMixin, RequestHandler):
     Not thread-safe, like every Tornado handler: Tornado calls it on its IOLoop.
     """
 
+    json_required = False
+    """Whether a POST must say ``Content-Type: application/json`` even with no body."""
+
     def prepare(self) -> None:
-        """Check the token, then count the body as it arrives (kept up to ``max_body``)."""
+        """Check the token and the body's type, then count the body as it arrives.
+
+        A POST's body must be JSON (415 otherwise), so a cross-site form or a
+        ``text/plain`` fetch, which browsers send without asking, cannot act.
+        """
         self.authorize()
+        if self.request.method == "POST":
+            self._check_json_type()
         self._body, self._body_size = bytearray(), 0
+
+    def _check_json_type(self) -> None:
+        given = self.request.headers.get("Content-Type")
+        has_body = self.request.headers.get("Content-Length", "0") != "0" or \
+            "Transfer-Encoding" in self.request.headers
+        if given is None and not (has_body or self.json_required):
+            return
+        media = (given or "").split(";")[0].strip().lower()
+        if media != "application/json":
+            raise APIError(415, f"{self.request.path} takes 'Content-Type: application/json', "
+                                f"not {given!r}", "Content-Type")
+
+    def head(self, *args: str) -> None:
+        """Answer ``HEAD`` with the status and headers of ``GET`` (405 on streams)."""
+        if not self.head_allowed or "GET" not in self.allowed_methods():
+            raise HTTPError(405)
+        self._head = True
+        self.get(*args)
 
     def data_received(self, chunk: bytes) -> None:
         """Keep the body while it fits; past ``max_body`` only count it (413 later)."""
         self._body_size += len(chunk)
-        if self._body_size <= self.options.max_body:
+        if self._body_size <= self.shared.max_body:
             self._body += chunk
 
     def json_body(self) -> Any:
         """Return the parsed JSON body (``{}`` when empty); 413 if too large, 400 if invalid."""
-        if self._body_size > self.options.max_body:
+        if self._body_size > self.shared.max_body:
             raise APIError(413, f"the body has {self._body_size} bytes; the most allowed is "
-                                f"{self.options.max_body}")
+                                f"{self.shared.max_body}")
         return parse_json(self._body, "the body") if self._body.strip() else {}
 
+    _head = False
+
     def send_json(self, data: Any, status: int = 200) -> None:
-        """Finish with ``data`` as JSON."""
+        """Finish with ``data`` as JSON (only its headers for ``HEAD``)."""
         self.set_status(status)
         self.set_header("Content-Type", "application/json; charset=UTF-8")
-        self.finish(json.dumps(data, allow_nan=False))
+        text = json.dumps(data, allow_nan=False)
+        if self._head:
+            self.set_header("Content-Length", len(text.encode()))
+            self.finish()
+        else:
+            self.finish(text)
 
     def describe(self, record: ScanRecord) -> dict[str, Any]:
         """Return a record as JSON data."""

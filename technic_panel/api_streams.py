@@ -8,7 +8,11 @@ scan or other clients. When nothing is published it awaits the subscription's ``
 for``, which scan threads wake with ``loop.call_soon_threadsafe``; no handler waits on a
 lock or does scan work. A cursor that falls behind the retained window receives the
 streamer's local ``behind_window`` error and is disconnected; it resumes from that error's
-seq. Closing the connection closes the subscription. Not thread-safe: IOLoop only.
+seq. A client that takes no writes for ``write_timeout`` seconds is disconnected, so a
+stalled reader pins nothing. Closing the connection closes the subscription. Both
+streams set TCP_NODELAY: they write message by message, and Nagle's algorithm meeting
+the client's delayed ACK would hold a small write up to 40 ms. Not thread-safe: IOLoop
+only.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from technic_panel.api_base import (
     parse_json,
 )
 from technic_panel.manager import UnknownScan
+from technic_panel.policy import ServerPolicy
 from technic_panel.streaming import StreamEnded, Subscription
 
 log = logging.getLogger(__name__)
@@ -73,32 +78,43 @@ class EventsHandler(APIHandler):
     """
 
     query_token = True
+    head_allowed = False
     _subscription: Subscription | None = None
 
     async def get(self) -> None:
         """Stream from ``Last-Event-ID`` (or ``since``) to the final."""
         scan_id = self.get_query_argument("scan_id")
         self._subscription = self.subscribe(scan_id, *self._resume_point())
+        self.request.connection.stream.set_nodelay(True)
         self.set_header("Content-Type", "text/event-stream; charset=UTF-8")
         self.set_header("Cache-Control", "no-cache")
         self.set_header("X-Accel-Buffering", "no")
-        self.write(f"retry: {self.options.retry_ms}\n\n")
+        self.write(f"retry: {self.shared.retry_ms}\n\n")
         try:
             await self._pump(self._subscription)
         except StreamClosedError:
             log.debug("SSE client of %s went away", scan_id)
+        except TimeoutError:
+            log.info("SSE client of %s took no data for %g s; disconnected", scan_id,
+                     self.shared.write_timeout)
+            self.request.connection.stream.close()
 
     async def _pump(self, subscription: Subscription) -> None:
-        await self.flush()
-        while (batch := await next_batch(subscription, self.options.heartbeat)) is not None:
+        await self._flush()
+        while (batch := await next_batch(subscription, self.shared.heartbeat)) is not None:
             if not batch:
                 self.write(": keep-alive\n\n")
             for message in batch:
                 self.write(f"id: {message['metadata']['seq']}\nevent: {message['type']}\n"
-                           f"data: {self.options.encode(message)}\n\n")
-            await self.flush()
+                           f"data: {self.shared.encode(message)}\n\n")
+            await self._flush()
             if batch and _ends_stream(batch[-1]):
                 return
+
+    async def _flush(self) -> None:
+        """Flush, or raise TimeoutError if the client takes nothing for ``write_timeout``."""
+        async with asyncio.timeout(self.shared.write_timeout):
+            await self.flush()
 
     def _resume_point(self) -> tuple[int, str]:
         """Return the cursor to resume from and the parameter that gave it."""
@@ -145,19 +161,27 @@ class ResultsSocket(APIMixin, WebSocketHandler):
                                 "'Upgrade: websocket'")
         origin = headers.get("Origin")
         if origin is not None and not self.check_origin(origin):
-            raise APIError(403, f"a WebSocket from Origin {origin!r} is refused: only pages "
-                                f"served by {self.request.host} may connect", "Origin")
+            raise APIError(403, f"a WebSocket from Origin {origin!r} is refused: only the "
+                                "origins the operator allows may connect (panel serve "
+                                "--allow-websocket-origin, TECHNIC_ALLOWED_ORIGINS)", "Origin")
         self._scan_id = self.get_query_argument("scan_id", None)
         self._since = self.int_argument("since", 0, 0)
         if self._scan_id is not None:
             self.subscribe(self._scan_id, self._since).close()  # 404 / 400 now, not in-band
 
     def check_origin(self, origin: str) -> bool:
-        """Accept a browser only from this host (clients without an Origin always pass)."""
-        return urlparse(origin).netloc.lower() == self.request.host.lower()
+        """Accept a browser only from an allowed origin (clients without one always pass).
+
+        The origins are the operator's, never the request's ``Host`` header (which a DNS
+        rebinding page controls): see :func:`allowed_origins`.
+        """
+        port = self.request.connection.stream.socket.getsockname()[1]
+        allowed = allowed_origins(self.policy, self.application, port)
+        return urlparse(origin).netloc.lower() in allowed
 
     async def open(self) -> None:
         """Start streaming ``?scan_id`` from ``since``, if given."""
+        self.set_nodelay(True)
         if self._scan_id is not None:
             await self._answer(self._follow, self._scan_id, self._since)
 
@@ -194,7 +218,7 @@ class ResultsSocket(APIMixin, WebSocketHandler):
             raise APIError(400, f"stop needs a scan_id (or a subscription), not {scan_id!r}",
                            "scan_id")
         try:
-            self.manager.stop_stream(scan_id)
+            self.manager.stop_stream(scan_id, self.owner)
         except UnknownScan as exc:
             raise APIError(404, str(exc), "scan_id") from exc
 
@@ -208,7 +232,7 @@ class ResultsSocket(APIMixin, WebSocketHandler):
 
     async def _pump(self, subscription: Subscription) -> None:
         while (batch := await next_batch(subscription, None)) is not None:
-            if not await self._send(*map(self.options.encode, batch)):
+            if not await self._send(*map(self.shared.encode, batch)):
                 return
             if _ends_stream(batch[-1]):
                 if batch[-1]["metadata"]["is_final"]:
@@ -218,14 +242,25 @@ class ResultsSocket(APIMixin, WebSocketHandler):
                 return
 
     async def _send(self, *texts: str) -> bool:
-        """Write one frame per text and await them all; False if the socket has closed."""
+        """Write one frame per text and await them all; False if the socket has closed.
+
+        A client that takes none of them within ``write_timeout`` is disconnected.
+        """
         writes, closed = [], False
         try:
             for text in texts:
                 writes.append(self.write_message(text))
         except WebSocketClosedError:
             closed = True
-        for outcome in await asyncio.gather(*writes, return_exceptions=True):
+        try:
+            async with asyncio.timeout(self.shared.write_timeout):
+                outcomes = await asyncio.gather(*writes, return_exceptions=True)
+        except TimeoutError:
+            log.info("WebSocket client of %s took no data for %g s; disconnected",
+                     self._scan_id, self.shared.write_timeout)
+            self.close(1008, "too slow")
+            return False
+        for outcome in outcomes:
             if isinstance(outcome, WebSocketClosedError):
                 closed = True
             elif isinstance(outcome, BaseException):
@@ -246,3 +281,15 @@ class ResultsSocket(APIMixin, WebSocketHandler):
             self._pump_task.cancel()
         if self._subscription is not None:
             self._subscription.close()
+
+
+def allowed_origins(policy: ServerPolicy, application: Any, port: int) -> set[str]:
+    """Return the ``host:port`` origins whose pages may open the API's WebSocket.
+
+    The operator's: ``TECHNIC_ALLOWED_ORIGINS`` plus, under ``panel serve``, its
+    ``--allow-websocket-origin`` list; when neither names one, the pages of this
+    server's own port on ``localhost`` and ``127.0.0.1``.
+    """
+    allowed = set(policy.allowed_origins)
+    allowed |= {origin.lower() for origin in getattr(application, "websocket_origins", ())}
+    return allowed or {f"localhost:{port}", f"127.0.0.1:{port}"}

@@ -10,6 +10,7 @@ scan starts.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -18,6 +19,7 @@ import param
 
 from technic_panel.data.synthetic import SECTORS
 from technic_panel.indicators import INDICATOR_COLUMNS
+from technic_panel.policy import PolicyError, ServerPolicy
 from technic_panel.scoring import SCORE_COLUMNS, SIGNALS
 
 RESULT_COLUMNS = (
@@ -98,9 +100,11 @@ class ScanConfig(param.Parameterized):
         return [name for name in cls.param if name != "name"]
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> ScanConfig:
+    def from_mapping(cls, values: Mapping[str, Any],
+                     policy: ServerPolicy | None = None) -> ScanConfig:
         """Build a validated config from a mapping (JSON body, CLI, query string).
 
+        ``policy`` is the server's, for remote requests (see :meth:`validate`).
         Raises :class:`ConfigError` naming the unknown key or the bad field.
         """
         known = set(cls.setting_names())
@@ -112,28 +116,38 @@ class ScanConfig(param.Parameterized):
             if isinstance(value, bool):
                 raise ConfigError(f"ScanConfig.{key} must not be a boolean, not {value!r}",
                                   field=key)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"ScanConfig.{key} must be a finite number, not {value!r}",
+                                  field=key)
             value = _coerce_number(cls.param[key], value)
             try:
                 setattr(config, key, value)
             except (ValueError, TypeError) as exc:
                 message = str(exc) if repr(value) in str(exc) else f"{exc} Got {value!r}."
                 raise ConfigError(message, field=key) from exc
-        return config.validate()
+        return config.validate(policy)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the settings as plain JSON-able values."""
         return {name: getattr(self, name) for name in self.setting_names()}
 
-    def validate(self) -> ScanConfig:
-        """Check the rules that span settings or need the file system; return self."""
+    def validate(self, policy: ServerPolicy | None = None) -> ScanConfig:
+        """Check the rules that span settings or need the file system; return self.
+
+        With the server's ``policy`` (remote requests), settings naming server resources
+        must stay inside it, and ``path`` is replaced by its resolved form; without one
+        (notebook, CLI), any path and scheduler the user names is allowed.
+        """
         from technic_panel.expressions import FilterExpression
 
         if self.source == "files":
             if not self.path:
                 raise ConfigError("ScanConfig.path is required when source='files' "
                                   "(a folder of CSV or Parquet files)", field="path")
-            if not os.path.exists(self.path):
+            if policy is None and not os.path.exists(self.path):
                 raise ConfigError(f"ScanConfig.path must exist, not {self.path!r}", field="path")
+        if policy is not None:
+            self._check_policy(policy)
         if not self.quality_signals:
             raise ConfigError("ScanConfig.quality_signals must name at least one signal "
                               "(e.g. ['STRONG_BUY']), not []", field="quality_signals")
@@ -146,3 +160,13 @@ class ScanConfig(param.Parameterized):
             except ValueError as exc:
                 raise ConfigError(f"ScanConfig.filter: {exc}", field="filter") from exc
         return self
+
+    def _check_policy(self, policy: ServerPolicy) -> None:
+        try:
+            policy.check_executor(self.executor, self.workers, self.scheduler)
+            if self.source == "synthetic":
+                policy.check_symbols(self.symbols)
+            if self.source == "files":
+                self.path = str(policy.data_path(self.path))
+        except PolicyError as exc:
+            raise ConfigError(str(exc), field=exc.field) from exc

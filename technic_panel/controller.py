@@ -38,6 +38,7 @@ from bokeh.models import ColumnDataSource
 
 from technic_panel.config import ScanConfig
 from technic_panel.manager import StreamManager, default_manager
+from technic_panel.policy import ServerPolicy
 from technic_panel.scoring import SIGNALS, Strategy
 from technic_panel.streaming import StreamEnded, Subscription
 
@@ -153,6 +154,12 @@ class ScanController(ScanConfig):
     ----------
     manager
         Where scans run; default :func:`~technic_panel.manager.default_manager`.
+    policy
+        The server's :class:`~technic_panel.policy.ServerPolicy`, which every scan started
+        here must keep to (the served dashboard); None (notebooks): no limits.
+    owner
+        Whose scans these are (see :class:`~technic_panel.manager.StreamManager`): the
+        scans started here belong to it, and only its scans can be watched.
     **params
         Initial values of the settings.
 
@@ -195,9 +202,15 @@ class ScanController(ScanConfig):
                              doc="Symbols that became STRONG_BUY in the latest update.")
     last_seq = param.Integer(default=0, constant=True, doc="Seq of the last message applied.")
 
-    def __init__(self, manager: StreamManager | None = None, **params: Any) -> None:
+    def __init__(self, manager: StreamManager | None = None, *,
+                 policy: ServerPolicy | None = None, owner: str | None = None,
+                 **params: Any) -> None:
         super().__init__(**params)
         self._manager = manager
+        self.policy = policy
+        """The server's limits on the scans started here (None: none)."""
+        self.owner = owner
+        """Who the scans started here belong to (None: anyone may see them)."""
         self._subscription: Subscription | None = None
         self._callback: pn.io.PeriodicCallback | None = None
         self._owned = False
@@ -265,8 +278,8 @@ class ScanController(ScanConfig):
         """
         if scan_id == self.scan_id and self.status in ACTIVE:
             return
-        record = self.manager.get(scan_id)
-        subscription = self.manager.subscribe(scan_id)
+        record = self.manager.get(scan_id, self.owner)
+        subscription = self.manager.subscribe(scan_id, owner=self.owner)
         self._detach()
         self.scan_config = record.config
         self._reset(scan_id, "paused" if record.paused else "running", owned=False)
@@ -331,7 +344,7 @@ class ScanController(ScanConfig):
 
     def active_scans(self) -> list[dict[str, Any]]:
         """Return the manager's running scans other than this one's, newest first."""
-        return [scan for scan in self.manager.list()
+        return [scan for scan in self.manager.list(self.owner)
                 if scan["status"] == "running" and scan["scan_id"] != self.scan_id]
 
     def view(self, **template_options: Any) -> pn.viewable.Viewable:
@@ -351,7 +364,8 @@ class ScanController(ScanConfig):
         strategy = Strategy(**{name: value for name, value in self.strategy.param.values().items()
                                if name != "name"})
         previous = self.scan_id if self._owned else None
-        scan_id = self.manager.start_stream(config, strategy=strategy)
+        scan_id = self.manager.start_stream(config, strategy=strategy, policy=self.policy,
+                                            owner=self.owner)
         if previous:
             self.manager.release(previous)
         self._detach()

@@ -7,6 +7,10 @@ filter runs in the browser on every row, so they apply to rows shown and rows st
 arriving while the source keeps every row. Served, the settings follow the URL
 (``/app?symbols=2000&latency_ms=20&max_signals=10``) through ``pn.state.location.sync``.
 
+No HTML from data: every text built from input or data (toasts, stats, titles) is escaped
+here, where it becomes HTML; the table, tooltips and the watch list render text, not HTML
+(Bokeh's formatters and Select). The CSV export neutralises formula cells (:func:`csv_safe`).
+
 Served, the dashboard lives on its document's thread. In a notebook, :class:`NotebookLayout`
 applies the browser's messages under the controller's ``document_lock`` and drops the browser's
 echoes of the data sources' updates (see there).
@@ -19,6 +23,7 @@ import io
 import time
 from typing import Any
 
+import pandas as pd
 import panel as pn
 import param
 from bokeh.models import ColumnDataSource, Model
@@ -53,6 +58,9 @@ WATCH_REFRESH_MS = 2000
 
 TOAST_INTERVAL = 3.0
 """Least seconds between two STRONG_BUY toasts; symbols in between join the next one."""
+
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+"""What a spreadsheet may read as the start of a formula (OWASP CSV injection)."""
 
 _NONE = "(none)"
 _STATS_CSS = """
@@ -90,6 +98,19 @@ class NotebookLayout(pn.Row):
                                  if (event.get("model") or {}).get("id") not in self._owned_ids]
         with self._lock:
             super()._on_msg(ref, manager, msg)
+
+
+def csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """Return ``frame`` with text cells that start a formula prefixed by ``'`` (OWASP).
+
+    Only strings change: numbers, negative ones included, stay numbers.
+    """
+    def cell(value: Any) -> Any:
+        return f"'{value}" if isinstance(value, str) and value.startswith(FORMULA_PREFIXES) \
+            else value
+
+    text = [name for name in frame.columns if not pd.api.types.is_numeric_dtype(frame[name])]
+    return frame.assign(**{name: frame[name].map(cell) for name in text})
 
 
 def _card(label: str, body: str) -> str:
@@ -288,7 +309,7 @@ class Dashboard(param.Parameterized):
             f'<span style="color:{charts.SIGNAL_COLORS[s]}" title="{s}" '
             f'data-testid="count-{s}">{c.signal_counts.get(s, 0)}</span>' for s in SIGNALS)
         cards = [
-            ("Status", f'<span data-testid="status">{c.status}{ended}</span>'),
+            ("Status", f'<span data-testid="status">{html.escape(c.status)}{ended}</span>'),
             ("Processed", f'{_num(c.processed, ",d", "processed")} / '
                           f'{_num(c.total, ",d", "total")}'),
             ("Rows", _num(c.rows, ",d", "rows")),
@@ -298,7 +319,8 @@ class Dashboard(param.Parameterized):
             ("Best", f'<span data-testid="best">{best}</span>'),
         ]
         self._stats.object = ('<div class="stats">' + "".join(_card(*card) for card in cards)
-                              + f'<span hidden data-testid="scan-id">{c.scan_id or ""}</span>'
+                              + '<span hidden data-testid="scan-id">'
+                              f'{html.escape(c.scan_id or "")}</span>'
                               "</div>")
 
     def _toast_strong_buys(self, symbols: list[str]) -> None:
@@ -319,21 +341,27 @@ class Dashboard(param.Parameterized):
         config = self.controller.scan_config or self.controller.config
         try:
             self._candles.data = charts.candle_data(
-                source_for(config, emulate_provider=False), self._symbol)
+                source_for(config, emulate_provider=False, policy=self.controller.policy),
+                self._symbol)
         except (DataError, ValueError) as exc:
             self._notify("error", f"no chart for {self._symbol}: {exc}")
             return
-        self._symbol_card.param.update(title=f"{self._symbol} · daily: SMA 50/200, Bollinger, "
-                                             "volume, RSI 14", visible=True, collapsed=False)
+        title = f"{html.escape(self._symbol)} · daily: SMA 50/200, Bollinger, volume, RSI 14"
+        self._symbol_card.param.update(title=title, visible=True, collapsed=False)
 
     def _csv(self) -> io.StringIO:
         frame = self.controller.results
         if len(frame):
             frame = frame[charts.filter_mask(frame, self._filter_args())]
-        return io.StringIO(frame.to_csv(index=False))
+        # CRLF ends rows (RFC 4180), so a cell holding CR or LF is quoted, not split
+        return io.StringIO(csv_safe(frame).to_csv(index=False, lineterminator="\r\n"))
 
     def _on_url_error(self, values: dict[str, Any]) -> None:
-        """Apply the URL's settings one by one (``null`` is None) and report the bad ones."""
+        """Apply the URL's settings one by one (``null`` is None) and report the bad ones.
+
+        The report waits for the page to load (``pn.state.onload``): a toast sent while the
+        session is still being built never shows.
+        """
         problems = []
         for name, value in values.items():
             try:
@@ -343,10 +371,12 @@ class Dashboard(param.Parameterized):
         new = [problem for problem in problems if problem not in self._url_problems]
         self._url_problems.update(new)
         if new:
-            self._notify("error", "Ignored in the URL: " + "; ".join(new), duration=10000)
+            message = "Ignored in the URL: " + "; ".join(new)
+            pn.state.onload(lambda: self._notify("error", message, duration=10000))
 
     @staticmethod
     def _notify(kind: str, message: str, duration: int = 4000) -> None:
+        """Toast ``message``, a plain text, escaped: the toast renders its message as HTML."""
         notifications = pn.state.notifications
         if notifications is not None:
-            getattr(notifications, kind)(message, duration=duration)
+            getattr(notifications, kind)(html.escape(message), duration=duration)

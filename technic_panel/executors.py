@@ -9,18 +9,24 @@ future, or a ``distributed`` one, which offers the same three).
 
 from __future__ import annotations
 
-import atexit
+import importlib.util
 import logging
-import multiprocessing
 import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
 from technic_panel.data.base import DataError, DataSource
 from technic_panel.indicators import latest_indicators
+from technic_panel.lifecycle import (
+    DASK_TIMEOUT,
+    close_shared_workers,  # noqa: F401 - tests, notebooks and benchmarks import it here
+    dask_clients,
+    in_daemon_thread,
+    process_pool,
+)
 from technic_panel.scoring import Scorer
 
 log = logging.getLogger(__name__)
@@ -117,25 +123,14 @@ class ScanExecutor:
             pool.shutdown(wait=True, cancel_futures=True)
 
 
-_process_pools: dict[int, ProcessPoolExecutor] = {}
-_process_pools_lock = threading.Lock()
-
-
-def _process_pool(workers: int) -> ProcessPoolExecutor:
-    """Return the process-wide pool of ``workers`` processes, started on first use."""
-    with _process_pools_lock:
-        pool = _process_pools.get(workers)
-        if pool is None:
-            context = multiprocessing.get_context("forkserver")
-            pool = _process_pools[workers] = ProcessPoolExecutor(workers, mp_context=context)
-        return pool
-
-
 class ProcessExecutor(ScanExecutor):
-    """Runs chunks in a shared pool of worker processes (forkserver), kept for later scans.
+    """Runs chunks in the process pool this process shares between scans (forkserver).
 
     The job travels with each chunk: it pickles to a few hundred bytes (sources
     drop their caches), and the synthetic universe is cached per worker process.
+    The pool is sized for ``workers`` (capped by :func:`~technic_panel.lifecycle.
+    set_process_limit`) unless another scan is attached to it; see
+    :mod:`technic_panel.lifecycle`.
     """
 
     kind = "process"
@@ -147,9 +142,9 @@ class ProcessExecutor(ScanExecutor):
         return os.cpu_count() or 1
 
     def start(self, job: ScanJob) -> None:
-        """Attach to the shared pool (starting it on the first scan)."""
+        """Attach to the shared pool (starting or resizing it if no scan is attached)."""
         self._job = job
-        self._pool = _process_pool(self.workers)
+        self._pool = process_pool.attach(self.workers)
 
     def submit(self, symbols: list[str]) -> Future:
         """Start computing ``symbols`` in a worker process."""
@@ -157,22 +152,30 @@ class ProcessExecutor(ScanExecutor):
 
     def close(self) -> None:
         """Detach from the shared pool; this scan's futures are cancelled by the scanner."""
-        self._pool = None
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            process_pool.detach()
 
 
 class DaskExecutor(ScanExecutor):
-    """Runs chunks on a Dask cluster: a shared LocalCluster, or the one at ``scheduler``.
+    """Runs chunks on a Dask cluster: the shared LocalCluster, or the one at ``scheduler``.
 
-    The job is scattered to every worker once per scan; the LocalCluster is
-    started on first use and kept for later scans (closed at interpreter exit).
+    The job is scattered to every worker once per scan. Every wait on the cluster
+    (connecting, scattering, gathering a chunk's outcomes) ends within ``timeout``
+    seconds; submitting only queues a message. The LocalCluster (loopback only, no
+    dashboard) and the clients are shared by every scan; see :mod:`technic_panel.lifecycle`.
     """
 
     kind = "dask"
     chunk_limit = 128
 
-    def __init__(self, workers: int | None = None, scheduler: str | None = None) -> None:
+    def __init__(self, workers: int | None = None, scheduler: str | None = None, *,
+                 timeout: float = DASK_TIMEOUT) -> None:
         super().__init__(workers)
+        if not timeout > 0:
+            raise ValueError(f"DaskExecutor.timeout must be > 0 seconds, not {timeout}")
         self.scheduler = scheduler
+        self.timeout = timeout
         self._job_future: Any = None
 
     @staticmethod
@@ -181,68 +184,63 @@ class DaskExecutor(ScanExecutor):
         return os.cpu_count() or 1
 
     def start(self, job: ScanJob) -> None:
-        """Connect to the cluster and scatter ``job`` to every worker."""
-        self._pool = dask_client(self.scheduler, self.workers)
-        self._job_future = self._pool.scatter(job, broadcast=True, hash=False)
+        """Connect to the cluster and scatter ``job`` to every worker, each within ``timeout``.
+
+        Raises ``ValueError`` naming the scheduler if it cannot be reached or is silent.
+        """
+        if importlib.util.find_spec("distributed") is None:
+            raise ValueError("executor='dask' needs dask.distributed: "
+                             "pip install 'technic-panel[dask]'")
+        self._pool = dask_clients.attach(self.scheduler, self.workers, self.timeout)
+        client = self._pool
+        scattered = in_daemon_thread("technic-dask-scatter", lambda: client.scatter(
+            job, broadcast=True, hash=False, timeout=self.timeout))
+        if not wait([scattered], self.timeout).done:
+            self.close()
+            dask_clients.discard(self.scheduler, client)
+            where = f"Dask scheduler {self.scheduler}" if self.scheduler else "the local cluster"
+            raise ValueError(f"{where} did not take the scan's job within {self.timeout:g} s")
+        try:
+            self._job_future = scattered.result()
+        except Exception:
+            self.close()
+            raise
 
     def submit(self, symbols: list[str]) -> Any:
         """Start computing ``symbols`` as one Dask task."""
-        return self._pool.submit(scan_symbols, self._job_future, symbols, pure=False)
+        future = self._pool.submit(scan_symbols, self._job_future, symbols, pure=False)
+        return _DaskChunk(future, self.timeout)
 
     def close(self) -> None:
-        """Cancel this scan's tasks; the shared cluster stays up for the next scan."""
+        """Release this scan's job; the shared cluster stays up for the next scan."""
         if self._job_future is not None:
             self._job_future.release()
             self._job_future = None
-        self._pool = None
+        client, self._pool = self._pool, None
+        if client is not None:
+            dask_clients.detach(self.scheduler)
 
 
-_clients: dict[tuple[str | None, int], Any] = {}
-_clients_lock = threading.Lock()
+class _DaskChunk:
+    """A Dask future whose ``result`` waits at most ``timeout`` s: fetching it is a network wait.
 
-
-def dask_client(scheduler: str | None = None, workers: int | None = None) -> Any:
-    """Return a cached Dask client for ``scheduler``, or for a LocalCluster started once.
-
-    Raises ``ValueError`` naming the address if the scheduler cannot be reached.
+    Done callbacks receive this object, so the scanner finds it among its futures.
     """
-    try:
-        from distributed import Client, LocalCluster
-    except ImportError as exc:  # pragma: no cover - depends on the installed extras
-        raise ValueError("executor='dask' needs dask.distributed: "
-                         "pip install 'technic-panel[dask]'") from exc
-    key = (scheduler, 0 if scheduler else workers or DaskExecutor.default_workers())
-    with _clients_lock:
-        client = _clients.get(key)
-        if client is None or client.status != "running":
-            if scheduler:
-                try:
-                    client = Client(scheduler, timeout="5s", set_as_default=False)
-                except OSError as exc:
-                    raise ValueError(f"ScanConfig.scheduler {scheduler!r} cannot be reached: "
-                                     f"{exc}") from exc
-            else:
-                cluster = LocalCluster(n_workers=key[1], threads_per_worker=1, processes=True,
-                                       dashboard_address=":0")
-                client = Client(cluster, set_as_default=False)
-            _clients[key] = client
-        return client
 
+    def __init__(self, future: Any, timeout: float) -> None:
+        self._future, self._timeout = future, timeout
 
-@atexit.register
-def close_shared_workers() -> None:
-    """Shut down the process pools and Dask clients (and LocalClusters) this process started."""
-    with _process_pools_lock:
-        for pool in _process_pools.values():
-            pool.shutdown(wait=True, cancel_futures=True)
-        _process_pools.clear()
-    with _clients_lock:
-        for client in _clients.values():
-            cluster = client.cluster
-            client.close()
-            if cluster is not None:
-                cluster.close()
-        _clients.clear()
+    def add_done_callback(self, fn: Callable[[_DaskChunk], object]) -> None:
+        self._future.add_done_callback(lambda _: fn(self))
+
+    def result(self, timeout: float | None = None) -> list[Outcome]:
+        return self._future.result(timeout=self._timeout if timeout is None else timeout)
+
+    def cancel(self) -> None:
+        self._future.cancel()
+
+    def cancelled(self) -> bool:
+        return self._future.cancelled()
 
 
 def make_executor(kind: str = "thread", workers: int | None = None,

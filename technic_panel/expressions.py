@@ -3,7 +3,9 @@
 The text is parsed with :mod:`ast` and compiled into a closure over a whitelist
 of node types: comparisons, ``and`` / ``or`` / ``not``, arithmetic, numbers,
 strings and column names. Nothing is passed to ``eval``; calls, attributes,
-subscripts and unknown names are rejected before the scan starts.
+subscripts and unknown names are rejected before the scan starts. So are texts
+longer than :data:`MAX_LENGTH` characters and trees nested deeper than
+:data:`MAX_DEPTH`, checked before any recursion could exhaust the stack.
 """
 
 from __future__ import annotations
@@ -24,6 +26,12 @@ _ARITH = {
     ast.Div: operator.truediv,
 }
 
+MAX_LENGTH = 2000
+"""The most characters a filter may have (``not`` nested 500 times fits in it)."""
+
+MAX_DEPTH = 32
+"""The deepest a filter's expressions may nest (``a and b and c`` is one level, not three)."""
+
 
 def _number(value: object) -> float:
     """Let arithmetic touch numbers only (no string repetition, no huge allocations)."""
@@ -43,11 +51,21 @@ class FilterExpression:
     def __init__(self, text: str, columns: Iterable[str]) -> None:
         self.text = text.strip()
         self.columns = tuple(columns)
+        if len(self.text) > MAX_LENGTH:
+            raise ValueError(f"filter is {len(self.text)} characters long; "
+                             f"the most allowed is {MAX_LENGTH}")
         try:
             tree = ast.parse(self.text, mode="eval")
         except SyntaxError as exc:
             raise ValueError(f"filter {self.text!r} is not a valid expression: {exc.msg} "
                              f"(example: 'rsi_14 < 30 and close > sma_200')") from exc
+        except (RecursionError, MemoryError) as exc:  # the parser's own stack, Python-dependent
+            raise ValueError(f"filter nests too deeply to parse; the most allowed is "
+                             f"{MAX_DEPTH} levels") from exc
+        depth = _depth(tree.body)
+        if depth > MAX_DEPTH:
+            raise ValueError(f"filter nests {depth} levels deep; the most allowed is "
+                             f"{MAX_DEPTH} (a chain like 'a and b and c' counts as one level)")
         self._allowed = frozenset(self.columns)
         self._fn = self._compile(tree.body)
 
@@ -129,3 +147,14 @@ class FilterExpression:
 
     def _compile_unknown(self, op: ast.AST) -> _Node:
         raise ValueError(f"filter {self.text!r}: operator {type(op).__name__} is not allowed")
+
+
+def _depth(root: ast.expr) -> int:
+    """Return how deeply expressions nest under ``root`` (1 for a lone name), without recursion."""
+    deepest, stack = 0, [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node)
+                     if isinstance(child, ast.expr))
+    return deepest

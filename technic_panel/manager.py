@@ -8,11 +8,19 @@ one ``final``. Early-termination criteria are checked on every result and by
 their timer; :meth:`stop_stream` is the manual one.
 
 Clean-up: a scan that is finished and unwatched (no open subscription) is
-removed ``inactivity_timeout`` seconds after its last activity (start, get,
-subscribe, stop, its end); a running scan that nobody watches or polls for that
-long is abandoned: it is stopped (status ``stopped``, reason ``inactive``) and
-then removed the same way. A janitor thread (``technic-janitor``) sweeps while
-there are scans and ends when there are none; every call sweeps too.
+removed ``inactivity_timeout`` seconds after it ended, however often it is
+polled; a running scan that nobody watches or polls for that long is abandoned:
+it is stopped (status ``stopped``, reason ``inactive``) and then removed the
+same way. ``max_concurrent`` caps the scans held, finished ones included, and
+``max_held_messages`` the messages they keep together: when a new scan needs
+room, the oldest finished, unwatched scans are dropped first. A janitor thread
+(``technic-janitor``) sweeps while there are scans and ends when there are
+none; every call sweeps too.
+
+Ownership: a scan started with an ``owner`` (the API and the dashboard pass the
+identity of the client's token) is seen and stopped only by calls naming the
+same owner; calls with ``owner=None`` (the notebook, the CLI, a server without
+a token) see every scan.
 
 All public methods are thread-safe.
 """
@@ -20,16 +28,16 @@ All public methods are thread-safe.
 from __future__ import annotations
 
 import logging
-import os
+import secrets
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from technic_panel.config import ScanConfig
 from technic_panel.data import DataSource, FileSource, SampleSource, SyntheticSource
+from technic_panel.policy import ServerPolicy
 from technic_panel.scanner import ScanEvent, Scanner, ScanSummary
 from technic_panel.scoring import SIGNALS, Strategy
 from technic_panel.streaming import ResultStreamer, Subscription
@@ -60,6 +68,8 @@ class ScanRecord:
     started_at: float
     last_activity: float
     started_perf: float = field(default_factory=time.perf_counter)
+    owner: str | None = None
+    policy: ServerPolicy | None = None
     status: str = "running"
     reason: str | None = None
     error: str | None = None
@@ -68,6 +78,7 @@ class ScanRecord:
     ended_at: float | None = None
     summary: dict[str, Any] = field(default_factory=dict)
     scanner: Scanner | None = None
+    ended_progress: dict[str, Any] | None = None
     thread: threading.Thread | None = None
     signals: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SIGNALS, 0))
     ratings: dict[str, float] = field(default_factory=dict)
@@ -77,8 +88,16 @@ class ScanRecord:
         """Whether the scan has not yet sent its ``final``."""
         return self.ended_at is None
 
+    @property
+    def held_messages(self) -> int:
+        """How many messages the scan's stream keeps (its share of the memory budget)."""
+        streamer = self.streamer
+        return max(0, streamer.last_seq - streamer.first_retained_seq + 1)
+
     def progress(self) -> dict[str, Any]:
-        """Return the counters as the data of a ``progress`` message."""
+        """Return the counters as the data of a ``progress`` message (frozen at the end)."""
+        if self.ended_progress is not None:
+            return dict(self.ended_progress)
         scanner = self.scanner
         processed = scanner.processed if scanner else 0
         total = scanner.total if scanner else 0
@@ -111,9 +130,13 @@ class StreamManager:
     Parameters
     ----------
     max_concurrent
-        Most scans running at once; one more raises :class:`TooManyScans`.
+        Most scans held, running or finished; when all are running (or watched), one
+        more raises :class:`TooManyScans`, else the oldest finished scan makes room.
     inactivity_timeout
         Seconds after which unwatched scans are stopped and removed.
+    max_held_messages
+        Most messages all held scans keep together (None: no budget); finished,
+        unwatched scans are dropped, oldest first, to stay within it.
     batch_size, flush_interval, max_retained
         Passed to each scan's :class:`~technic_panel.streaming.ResultStreamer`.
     progress_interval
@@ -126,6 +149,7 @@ class StreamManager:
                  batch_size: int = 50,
                  flush_interval: float = ResultStreamer.DEFAULT_FLUSH_INTERVAL,
                  max_retained: int = 100_000, progress_interval: float = 0.25,
+                 max_held_messages: int | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         if max_concurrent < 1:
             raise ValueError(f"StreamManager.max_concurrent must be >= 1, not {max_concurrent}")
@@ -133,6 +157,7 @@ class StreamManager:
             raise ValueError("StreamManager.inactivity_timeout must be > 0, "
                              f"not {inactivity_timeout}")
         self.max_concurrent, self.inactivity_timeout = max_concurrent, inactivity_timeout
+        self.max_held_messages = max_held_messages
         self.progress_interval = progress_interval
         self._streamer_options = {"batch_size": batch_size, "flush_interval": flush_interval,
                                   "max_retained": max_retained}
@@ -150,30 +175,40 @@ class StreamManager:
                     f"max_concurrent={self.max_concurrent})")
 
     def start_stream(self, config: ScanConfig | Mapping[str, Any], *,
-                     strategy: Strategy | None = None) -> str:
+                     strategy: Strategy | None = None, policy: ServerPolicy | None = None,
+                     owner: str | None = None) -> str:
         """Validate ``config``, start its scan in a thread and return the new scan id.
+
+        Parameters
+        ----------
+        config
+            The scan's settings.
+        strategy
+            Scoring rules (default :class:`~technic_panel.scoring.Strategy`).
+        policy
+            The server's policy, for scans a remote client asks for (None: no limits).
+        owner
+            Who started it; only calls naming the same owner see the scan.
 
         Raises
         ------
         ConfigError
-            If a setting is invalid (nothing is started).
+            If a setting is invalid or outside ``policy`` (nothing is started).
         TooManyScans
-            If ``max_concurrent`` scans are already running.
+            If ``max_concurrent`` scans are held and none is finished and unwatched.
         """
-        config = (config.validate() if isinstance(config, ScanConfig)
-                  else ScanConfig.from_mapping(config))
+        config = (config.validate(policy) if isinstance(config, ScanConfig)
+                  else ScanConfig.from_mapping(config, policy))
         strategy = (strategy or Strategy()).validate()
         with self._lock:
             self._sweep()
-            running = sum(record.running for record in self._scans.values())
-            if running >= self.max_concurrent:
-                raise TooManyScans(f"{running} scans are running, the most this server allows "
-                                   f"(max_concurrent={self.max_concurrent}); stop one or wait")
-            scan_id = f"scan_{uuid.uuid4().hex[:12]}"
+            self._make_room()
+            scan_id = f"scan_{secrets.token_hex(16)}"
             now = self._clock()
             record = ScanRecord(scan_id, config,
                                 ResultStreamer(scan_id, **self._streamer_options),
-                                EarlyTerminationCriteria.from_config(config), now, now)
+                                EarlyTerminationCriteria.from_config(config), now, now,
+                                owner=owner, policy=policy)
             record.thread = threading.Thread(target=self._run, args=(record, strategy),
                                              name=f"technic-scan-{scan_id}", daemon=True)
             self._scans[scan_id] = record
@@ -181,24 +216,28 @@ class StreamManager:
             self._ensure_janitor()
         return scan_id
 
-    def get(self, scan_id: str) -> ScanRecord:
-        """Return the scan's record (and count it as activity); raise :class:`UnknownScan`."""
+    def get(self, scan_id: str, owner: str | None = None) -> ScanRecord:
+        """Return the scan's record (and count it as activity); raise :class:`UnknownScan`.
+
+        A scan another owner started is unknown to ``owner`` (None sees every scan).
+        """
         with self._lock:
             self._sweep()
             record = self._scans.get(scan_id)
-            if record is None:
-                raise UnknownScan(f"no scan {scan_id!r} (never started, or cleaned up after "
-                                  f"{self.inactivity_timeout:g} s without activity)")
+            if record is None or not _visible(record, owner):
+                raise UnknownScan(f"no scan {scan_id!r} (never started, started by another "
+                                  f"client, or cleaned up {self.inactivity_timeout:g} s after "
+                                  "its end or last activity)")
             record.last_activity = self._clock()
             return record
 
-    def subscribe(self, scan_id: str, since: int = 0) -> Subscription:
+    def subscribe(self, scan_id: str, since: int = 0, owner: str | None = None) -> Subscription:
         """Return a subscription to the scan's messages after seq ``since``."""
-        return self.get(scan_id).streamer.subscribe(since)
+        return self.get(scan_id, owner).streamer.subscribe(since)
 
-    def stop_stream(self, scan_id: str) -> ScanRecord:
+    def stop_stream(self, scan_id: str, owner: str | None = None) -> ScanRecord:
         """Stop the scan by hand (reason ``manual``); idempotent, also once it has ended."""
-        record = self.get(scan_id)
+        record = self.get(scan_id, owner)
         if record.criteria.fire("manual"):
             self._stop_scanner(record)
         return record
@@ -233,11 +272,12 @@ class StreamManager:
             scanner.pause() if paused else scanner.resume()
         return record
 
-    def list(self) -> list[dict[str, Any]]:
-        """Return every scan still held, newest first, as :meth:`ScanRecord.to_dict` gives."""
+    def list(self, owner: str | None = None) -> list[dict[str, Any]]:
+        """Return the scans ``owner`` may see, newest first, as :meth:`ScanRecord.to_dict`."""
         with self._lock:
             self._sweep()
-            records = sorted(self._scans.values(), key=lambda r: r.started_at, reverse=True)
+            records = sorted((r for r in self._scans.values() if _visible(r, owner)),
+                             key=lambda r: r.started_at, reverse=True)
             return [record.to_dict() for record in records]
 
     def shutdown(self) -> None:
@@ -264,9 +304,11 @@ class StreamManager:
         summary: ScanSummary | None = None
         record.criteria.start_timer(lambda: self._stop_scanner(record))
         try:
+            policy = record.policy
+            scheduler = policy.dask_scheduler if policy is not None else config.scheduler
             scanner = Scanner(
-                self._source(config), strategy, executor=config.executor,
-                workers=config.workers, scheduler=config.scheduler, filter=config.filter,
+                self._source(config, policy), strategy, executor=config.executor,
+                workers=config.workers, scheduler=scheduler, filter=config.filter,
                 previous_ratings=self._ratings_for(config), sectors=config.sectors,
                 min_price=config.min_price, min_dollar_volume=config.min_dollar_volume)
             with self._lock:
@@ -318,11 +360,13 @@ class StreamManager:
                  "error": record.error}
         with self._lock:
             record.status, record.reason, record.summary = status, reason, final
+            record.ended_progress, record.scanner = progress, None  # frees the source's data
             record.paused = False
             record.ended_at = record.last_activity = self._clock()
             if record.ratings:
                 self._remember_ratings(_source_key(record.config), record.ratings)
             record.streamer.finish(final)
+            self._sweep()
 
     def _remember_ratings(self, key: tuple, ratings: dict[str, float]) -> None:
         """Merge a scan's ratings into its source's (lock held); keep the latest 8 sources."""
@@ -346,22 +390,55 @@ class StreamManager:
         return pd.Series(ratings, dtype=float) if ratings else None
 
     @staticmethod
-    def _source(config: ScanConfig) -> DataSource:
-        return source_for(config)
+    def _source(config: ScanConfig, policy: ServerPolicy | None = None) -> DataSource:
+        return source_for(config, policy=policy)
 
     def _sweep(self) -> None:
-        """Stop abandoned scans and remove finished, unwatched, inactive ones (lock held)."""
+        """Stop abandoned scans, remove finished, unwatched, old ones, keep the budget.
+
+        Call with the lock held. A finished scan's age counts from its end, so polling
+        it does not keep it alive.
+        """
         now = self._clock()
         for scan_id, record in list(self._scans.items()):
-            idle = record.released or now - record.last_activity >= self.inactivity_timeout
+            since = record.last_activity if record.running else record.ended_at
+            idle = record.released or now - since >= self.inactivity_timeout
             if record.streamer.subscriber_count or not idle:
                 continue
             if record.running:
                 if record.criteria.fire("inactive"):
                     self._stop_scanner(record)
             else:
-                record.streamer.close()
-                del self._scans[scan_id]
+                self._drop(scan_id)
+        budget = self.max_held_messages
+        if budget is not None:
+            held = sum(record.held_messages for record in self._scans.values())
+            for scan_id in self._droppable():
+                if held <= budget:
+                    break
+                held -= self._scans[scan_id].held_messages
+                self._drop(scan_id)
+
+    def _make_room(self) -> None:
+        """Drop the oldest finished, unwatched scans until one more fits (lock held)."""
+        for scan_id in self._droppable():
+            if len(self._scans) < self.max_concurrent:
+                break
+            self._drop(scan_id)
+        if len(self._scans) >= self.max_concurrent:
+            running = sum(record.running for record in self._scans.values())
+            raise TooManyScans(f"{len(self._scans)} scans are held ({running} running, the "
+                               "others watched), the most this server allows "
+                               f"(max_concurrent={self.max_concurrent}); stop one or wait")
+
+    def _droppable(self) -> list[str]:
+        """Return the ids of finished, unwatched scans, oldest end first (lock held)."""
+        finished = [record for record in self._scans.values()
+                    if not record.running and not record.streamer.subscriber_count]
+        return [record.scan_id for record in sorted(finished, key=lambda r: r.ended_at)]
+
+    def _drop(self, scan_id: str) -> None:
+        self._scans.pop(scan_id).streamer.close()
 
     def _ensure_janitor(self) -> None:
         if self._janitor is None or not self._janitor.is_alive():
@@ -380,20 +457,28 @@ class StreamManager:
                     return
 
 
-def source_for(config: ScanConfig, *, emulate_provider: bool = True) -> DataSource:
+def source_for(config: ScanConfig, *, emulate_provider: bool = True,
+               policy: ServerPolicy | None = None) -> DataSource:
     """Return the data source ``config`` names.
 
     ``emulate_provider=False`` leaves out the synthetic latency and injected
-    failures: the same prices, for charts that must not wait or fail.
+    failures: the same prices, for charts that must not wait or fail. ``policy``
+    bounds the size of the files read.
     """
     if config.source == "files":
-        return FileSource(config.path)
+        limit = policy.max_file_bytes if policy is not None else None
+        return FileSource(config.path, max_file_bytes=limit)
     if config.source == "sample":
         return SampleSource()
     if not emulate_provider:
         return SyntheticSource(config.symbols, seed=config.seed)
     return SyntheticSource(config.symbols, seed=config.seed, latency_ms=config.latency_ms,
                            error_rate=config.error_rate)
+
+
+def _visible(record: ScanRecord, owner: str | None) -> bool:
+    """Whether a call by ``owner`` may see the scan (None sees all)."""
+    return owner is None or record.owner is None or record.owner == owner
 
 
 def _source_key(config: ScanConfig) -> tuple:
@@ -408,13 +493,15 @@ _default_lock = threading.Lock()
 def default_manager() -> StreamManager:
     """Return the process-wide StreamManager shared by the dashboard sessions and the API.
 
-    Its cap and timeout come from ``TECHNIC_MAX_SCANS`` (default 4) and
-    ``TECHNIC_INACTIVITY_TIMEOUT`` seconds (default 300).
+    Its caps come from the :class:`~technic_panel.policy.ServerPolicy` of the
+    environment (``TECHNIC_MAX_SCANS``, ``TECHNIC_MAX_HELD_MESSAGES``) and its
+    timeout from ``TECHNIC_INACTIVITY_TIMEOUT`` seconds (default 300).
     """
     global _default
     with _default_lock:
         if _default is None:
+            policy = ServerPolicy.from_env()
             _default = StreamManager(
-                max_concurrent=int(os.environ.get("TECHNIC_MAX_SCANS", "4")),
-                inactivity_timeout=float(os.environ.get("TECHNIC_INACTIVITY_TIMEOUT", "300")))
+                max_concurrent=policy.max_scans, max_held_messages=policy.max_held_messages,
+                inactivity_timeout=policy.inactivity_timeout)
         return _default

@@ -20,12 +20,14 @@ from technic_panel.messages import FINAL_STATUSES, MESSAGE_TYPES, PRIORITY_TIERS
 _REF = "#/components/schemas/"
 _COUNT = {"type": "integer", "minimum": 0}
 _ERROR_CODES = {
-    "400": "Invalid JSON, setting or parameter; `error.field` names it.",
+    "400": "Invalid JSON, setting or parameter, or one outside the server policy; "
+           "`error.field` names it.",
     "401": "`TECHNIC_API_TOKEN` is set and the request lacks `Authorization: Bearer <token>`.",
-    "404": "No such scan (never started, or cleaned up), or no such path.",
+    "404": "No such scan (never started, another client's, or cleaned up), or no such path.",
     "405": "The path exists but not for this method.",
     "413": "The body is larger than 64 KiB.",
-    "429": "The server already runs its most concurrent scans.",
+    "415": "The body is not `Content-Type: application/json`.",
+    "429": "The server holds its most scans, all running or watched.",
 }
 
 
@@ -219,7 +221,7 @@ def _spec() -> dict[str, Any]:
             "summary": "Start a scan", "requestBody": {"required": False, "content": {
                 "application/json": {"schema": _ref("ScanConfig")}}},
             "responses": _responses("201", "ScanCreated", "Started; links to watch and stop it.",
-                                    "400", "413", "429")}},
+                                    "400", "413", "415", "429")}},
         "/scan/stream/{scan_id}": {"get": {
             "summary": "Status, progress and a page of messages",
             "parameters": [_SCAN_ID, _SINCE, _query(
@@ -229,7 +231,8 @@ def _spec() -> dict[str, Any]:
                                     "400", "404")}},
         "/scan/stop/{scan_id}": {"post": {
             "summary": "Stop a scan (idempotent)", "parameters": [_SCAN_ID],
-            "responses": _responses("200", "ScanRecord", "The scan, stopping or ended.", "404")}},
+            "responses": _responses("200", "ScanRecord", "The scan, stopping or ended.", "404",
+                                    "415")}},
         "/scans": {"get": {"summary": "Active and recent scans, newest first",
                            "responses": _responses("200", "ScanList", "Every scan held.")}},
         "/health": {"get": {"summary": "Liveness and scan counts (no token needed)",

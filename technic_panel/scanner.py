@@ -23,13 +23,15 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from technic_panel.config import RESULT_COLUMNS
 from technic_panel.data.base import DataSource
 from technic_panel.executors import ScanExecutor, ScanJob, make_executor
 from technic_panel.expressions import FilterExpression
-from technic_panel.messages import SafeData
+from technic_panel.lifecycle import in_daemon_thread
+from technic_panel.messages import MessageError, SafeData, validate_data
 from technic_panel.prioritize import prioritize
 from technic_panel.scoring import Strategy
 
@@ -196,8 +198,7 @@ class Scanner:
                 first.append(time.perf_counter() - self._started_at)
             on_event(event)
 
-        if not self._stopped:
-            self.executor.start(ScanJob(self.source, self.scorer))
+        if not self._stopped and self._start_executor(ScanJob(self.source, self.scorer)):
             try:
                 self._loop(context, emit)
             finally:
@@ -206,6 +207,23 @@ class Scanner:
         return ScanSummary(status, self.total, self.processed, self.results, self.errors,
                            self.filtered, time.perf_counter() - self._started_at,
                            first[0] if first else None)
+
+    def _start_executor(self, job: ScanJob) -> bool:
+        """Start the executor for ``job``; return False if :meth:`stop` came first.
+
+        Starting may wait on the network (a Dask scheduler, within the executor's
+        deadline), so it runs on a helper thread while this one waits for it or for a
+        stop. After a stop, the helper closes the executor once its start ends.
+        """
+        started = in_daemon_thread("technic-executor-start", lambda: self.executor.start(job))
+        started.add_done_callback(self._wake.put)
+        while not (self._stopped or started.done()):
+            self._wake.get()
+        if started.done():
+            started.result()
+            return True
+        started.add_done_callback(lambda _: self.executor.close())
+        return False
 
     def _chunks(self, symbols: list[str]) -> Iterator[list[str]]:
         size, start = 1, 0
@@ -257,24 +275,49 @@ class Scanner:
                     emit(event)
 
     def _event(self, context: _Context, symbol: str, ok: bool, row: dict) -> ScanEvent | None:
-        data = SafeData(symbol=symbol)
+        """Return the event of one outcome, or None if the filter drops it.
+
+        A result that breaks the message contract becomes this symbol's ``error``, whose
+        message names the symbol, the field, the rule and the value, so no result leaves
+        the scanner that :func:`~technic_panel.messages.validate_data` would refuse.
+        """
         if ok:
-            data.update((key, row[key]) for key in _LEADING)
-            data.update(context.fields(symbol))
-            data.update(row)
-            if self.filter is not None and not self.filter(data):
-                self.filtered += 1
-                return None
-            self.results += 1
-            data["price"] = row["close"]
-            data["position"] = self.results
-        else:
+            data = self._result_data(context, symbol, row)
+            try:
+                validate_data("result", data)
+            except MessageError as exc:
+                ok, row = False, _contract_error(symbol, exc)
+            else:
+                if self.filter is not None and not self.filter(data):
+                    self.filtered += 1
+                    return None
+                self.results += 1
+                data["position"] = self.results
+        if not ok:
             self.errors += 1
+            data = SafeData(symbol=symbol)
             data.update(context.fields(symbol))
             data.update(row)
         data["total_processed"] = self.processed
         data["total_remaining"] = self.total - self.processed
         return ScanEvent("result" if ok else "error", symbol, data)
+
+    @staticmethod
+    def _result_data(context: _Context, symbol: str, row: dict) -> SafeData:
+        """Assemble a result: the leading fields, the symbol's metadata, the row, the price."""
+        data = SafeData(symbol=symbol)
+        data.update((key, row.get(key)) for key in _LEADING)
+        data.update(context.fields(symbol))
+        data.update(row)
+        data["price"] = row.get("close")
+        return data
+
+
+def _contract_error(symbol: str, exc: MessageError) -> dict[str, str]:
+    """Return the error row of a result that breaks the message contract (say, its symbol)."""
+    message = f"the result for symbol {symbol!r} breaks the message contract: {exc}"
+    log.warning("%s", message)
+    return {"error": "contract", "message": message}
 
 
 def _outcomes(future: Any, chunk: list[str]) -> list:
@@ -298,7 +341,8 @@ class _Context:
     @classmethod
     def from_plan(cls, plan: pd.DataFrame, universe: pd.DataFrame) -> _Context:
         meta = universe.drop_duplicates("symbol").set_index("symbol").reindex(plan["symbol"])
-        meta = meta[list(_META)].astype(object).where(meta[list(_META)].notna(), None)
+        meta = meta[list(_META)].replace([np.inf, -np.inf], np.nan)  # SafeData: finite or None
+        meta = meta.astype(object).where(meta.notna(), None)
         columns = {name: meta[name].tolist() for name in _META}
         columns["priority_tier"] = plan["priority_tier"].tolist()
         columns["batch_number"] = plan["batch_number"].tolist()

@@ -7,20 +7,27 @@ price by a constant changes nothing.
 
 - trend      = mean of squash(log(close/sma_50)/0.10), squash(log(close/sma_200)/0.20),
   squash(log(sma_50/sma_200)/0.10), squash(log(ema_20/sma_50)/0.06); its distance
-  from 0.5 is then scaled by ADX conviction ``0.5 + 0.5 min(adx_14/40, 1)``.
+  from 0.5 is then scaled by ADX conviction ``0.5 + 0.5 clip(adx_14/40, 0, 1)``.
 - momentum   = mean of squash((rsi_14-50)/25), squash(macd_hist/atr_14/0.6), squash(roc_21/20).
 - volume     = mean of squash(obv_slope/0.6) and squash(sign(change) (rel_volume-1)).
 - volatility = risk-adjusted 63-day return, squash(roc_63 / (atr_pct sqrt 63)).
-- breakout   = mean of range_pos_52w and Bollinger %B clipped to [0, 1].
+- breakout   = mean of range_pos_52w and Bollinger %B, each clipped to [0, 1].
 
-``tech_rating = 100 * sum(w_i c_i) / sum(w_i)`` with the Strategy's weights;
+Every component is in [0, 1] by construction, on any finite indicators, also those
+of inconsistent bars (a close above the high, negative prices): each is a squash or
+a clip, a ratio whose denominator is 0 counts as 0 and the log of a ratio that is
+not positive counts as neutral, so no input raises or yields NaN.
+``tech_rating = 100 * sum(w_i c_i) / sum(w_i)`` with the Strategy's weights, so
+it is in [0, 100];
 ``alpha_score = squash(1.5 (tech_rating-50)/50 + 0.5 sharpe_63 - overextension)``,
-where overextension = (rsi_14-75)/25 above 75 and (rsi_14-25)/25 below 25.
+in [0, 1], where overextension = (rsi_14-75)/25 above 75 and (rsi_14-25)/25 below 25.
 The signal comes from tech_rating and the four thresholds. The trade plan is
 long for buy signals and short for sell signals (a HOLD leans to its nearer
 side): entry at the close, the stop ``stop_atr`` ATRs away, the target at the
 52-week extreme but at least ``target_atr`` and at most ``max_target_atr`` ATRs
-away (and, short, never below a tenth of the entry).
+away; neither the long stop nor the short target goes below a tenth of the entry.
+Without a positive close and ATR (or should a price overflow) there is no plan:
+entry, stop, target and reward_risk are None.
 """
 
 from __future__ import annotations
@@ -43,8 +50,14 @@ def squash(x: float) -> float:
     return 0.5 + 0.5 * math.tanh(x)
 
 
+def _ratio(a: float, b: float) -> float:
+    """Return ``a / b``, or 0 (neutral) when ``b`` is 0; an overflow gives an infinity."""
+    return a / b if b != 0.0 else 0.0
+
+
 def _log_ratio(a: float, b: float, scale: float) -> float:
-    return squash(math.log(a / b) / scale)
+    ratio = _ratio(a, b)
+    return squash(math.log(ratio) / scale) if ratio > 0.0 else 0.5
 
 
 def _clip01(x: float) -> float:
@@ -57,8 +70,9 @@ def components(ind: dict[str, float]) -> dict[str, float]:
     trend = (_log_ratio(close, ind["sma_50"], 0.10) + _log_ratio(close, ind["sma_200"], 0.20)
              + _log_ratio(ind["sma_50"], ind["sma_200"], 0.10)
              + _log_ratio(ind["ema_20"], ind["sma_50"], 0.06)) / 4
-    conviction = 0.5 + 0.5 * min(ind["adx_14"] / 40.0, 1.0)
-    momentum = (squash((ind["rsi_14"] - 50.0) / 25.0) + squash(ind["macd_hist"] / atr / 0.6)
+    conviction = 0.5 + 0.5 * _clip01(ind["adx_14"] / 40.0)
+    momentum = (squash((ind["rsi_14"] - 50.0) / 25.0)
+                + squash(_ratio(ind["macd_hist"], atr) / 0.6)
                 + squash(ind["roc_21"] / 20.0)) / 3
     direction = math.copysign(1.0, ind["change_pct"])
     volume = (squash(ind["obv_slope"] / 0.6) + squash(direction * (ind["rel_volume"] - 1))) / 2
@@ -67,12 +81,12 @@ def components(ind: dict[str, float]) -> dict[str, float]:
         "momentum": momentum,
         "volume": volume,
         "volatility": squash(_sharpe_63(ind)),
-        "breakout": (ind["range_pos_52w"] + _clip01(ind["bb_pct_b"])) / 2,
+        "breakout": (_clip01(ind["range_pos_52w"]) + _clip01(ind["bb_pct_b"])) / 2,
     }
 
 
 def _sharpe_63(ind: dict[str, float]) -> float:
-    return ind["roc_63"] / (ind["atr_pct"] * math.sqrt(63.0))
+    return _ratio(ind["roc_63"], ind["atr_pct"] * math.sqrt(63.0))
 
 
 class Strategy(param.Parameterized):
@@ -118,7 +132,7 @@ class Strategy(param.Parameterized):
         self.validate()
         return Scorer(**{name: getattr(self, name) for name in Scorer.__slots__})
 
-    def score(self, ind: dict[str, float]) -> dict[str, float | str]:
+    def score(self, ind: dict[str, float]) -> dict[str, float | str | None]:
         """Return :data:`SCORE_COLUMNS` for one symbol's latest indicators."""
         return self.scorer().score(ind)
 
@@ -160,7 +174,7 @@ class Scorer:
         """
         return rating >= (self.sell + self.buy) / 2
 
-    def score(self, ind: dict[str, float]) -> dict[str, float | str]:
+    def score(self, ind: dict[str, float]) -> dict[str, float | str | None]:
         """Return :data:`SCORE_COLUMNS` for one symbol's latest indicators."""
         parts = components(ind)
         rating = 100.0 * (
@@ -171,7 +185,7 @@ class Scorer:
         rsi = ind["rsi_14"]
         overextension = max(rsi - 75.0, 0.0) / 25.0 + min(rsi - 25.0, 0.0) / 25.0
         alpha = squash(1.5 * (rating - 50.0) / 50.0 + 0.5 * _sharpe_63(ind) - overextension)
-        row: dict[str, float | str] = {
+        row: dict[str, float | str | None] = {
             "tech_rating": round(rating, 2), "alpha_score": round(alpha, 4),
             "signal": self.signal_for(rating),
         }
@@ -180,18 +194,36 @@ class Scorer:
             row[f"score_{name}"] = round(value, 4)
         return row
 
-    def trade_plan(self, ind: dict[str, float], *, long: bool) -> dict[str, float | str]:
-        """Entry at the close, an ATR stop, and a target at the 52-week extreme within ATR caps."""
+    def trade_plan(self, ind: dict[str, float], *, long: bool) -> dict[str, float | str | None]:
+        """Entry at the close, an ATR stop, and a target at the 52-week extreme within ATR caps.
+
+        Neither the long stop nor the short target goes below a tenth of the entry (a
+        price cannot fall below zero). Without a positive close and ATR, or should a
+        value overflow, there is no plan: entry, stop, target and reward_risk are None.
+        """
         entry, atr = ind["close"], ind["atr_14"]
+        side = "long" if long else "short"
+        if not (entry > 0.0 and atr > 0.0):
+            return {"side": side, **dict.fromkeys(("entry", "stop", "target", "reward_risk"))}
+        reach = min(max(self._extreme(ind, long), self.target_atr * atr), self.max_target_atr * atr)
+        risk = self.stop_atr * atr
+        if long:
+            risk = min(risk, 0.9 * entry)
+        else:
+            reach = min(reach, 0.9 * entry)
         sign = 1.0 if long else -1.0
-        high_52w = entry / (1.0 + ind["dist_high_52w"] / 100.0)
-        pos = ind["range_pos_52w"]
-        low_52w = (entry - pos * high_52w) / (1.0 - pos) if pos < 1.0 else entry
-        extreme = high_52w - entry if long else entry - low_52w
-        reach = min(max(extreme, self.target_atr * atr), self.max_target_atr * atr)
-        if not long:
-            reach = min(reach, 0.9 * entry)  # a price cannot fall below zero
-        return {"side": "long" if long else "short", "entry": round(entry, 4),
-                "stop": round(entry - sign * self.stop_atr * atr, 4),
-                "target": round(entry + sign * reach, 4),
-                "reward_risk": round(reach / (self.stop_atr * atr), 2)}
+        plan = {"entry": entry, "stop": entry - sign * risk, "target": entry + sign * reach,
+                "reward_risk": reach / risk}
+        if not all(map(math.isfinite, plan.values())):
+            return {"side": side, **dict.fromkeys(plan)}
+        return {"side": side, "entry": round(entry, 4), "stop": round(plan["stop"], 4),
+                "target": round(plan["target"], 4), "reward_risk": round(plan["reward_risk"], 2)}
+
+    @staticmethod
+    def _extreme(ind: dict[str, float], long: bool) -> float:
+        """Distance from the close to the 52-week high (long) or low (short)."""
+        entry, pos = ind["close"], ind["range_pos_52w"]
+        high_52w = _ratio(entry, 1.0 + ind["dist_high_52w"] / 100.0)
+        if long:
+            return high_52w - entry
+        return entry - (_ratio(entry - pos * high_52w, 1.0 - pos) if pos < 1.0 else entry)

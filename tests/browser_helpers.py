@@ -11,7 +11,7 @@ read from the view's shadow DOM, ordered by their position, to check what a user
 from __future__ import annotations
 
 import contextlib
-import importlib.util
+import dataclasses
 import os
 import socket
 import subprocess
@@ -21,6 +21,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -73,13 +74,32 @@ def free_port() -> int:
 
 
 def serve_command(port: int) -> list[str]:
-    """Return the ``panel serve app.py`` command, with the API plugin once it exists."""
+    """Return the ``panel serve app.py`` command of ``make serve``, with the API plugin.
+
+    As ``make serve``: the dashboard's token check (:mod:`technic_panel.auth`, a no-op while
+    ``TECHNIC_API_TOKEN`` is unset) and its cookie kept out of the page's session token.
+    """
     command = [sys.executable, "-m", "panel", "serve", str(ROOT / "app.py"), "--port", str(port),
                "--address", "127.0.0.1", f"--allow-websocket-origin=127.0.0.1:{port}",
-               "--liveness", "--log-level", "warning"]
-    if importlib.util.find_spec("technic_panel.api") is not None:
-        command += ["--plugins", "technic_panel.api"]
+               "--liveness", "--log-level", "warning",
+               "--auth-module", str(ROOT / "technic_panel" / "auth.py"),
+               "--exclude-headers=Cookie", "--exclude-cookies=technic_dashboard",
+               "--plugins", "technic_panel.serve"]
     return command
+
+
+@dataclasses.dataclass
+class Served:
+    """A running ``panel serve app.py``: its base URL, process and log (stdout and stderr)."""
+
+    base: str
+    process: subprocess.Popen
+    log_file: IO[str]
+
+    def log(self) -> str:
+        """Return what the server has logged so far."""
+        self.log_file.seek(0)
+        return self.log_file.read()
 
 
 @contextlib.contextmanager
@@ -88,15 +108,25 @@ def panel_server(timeout: float = 60.0, **env: str) -> Iterator[tuple[str, subpr
 
     ``env`` adds environment variables of the server (``TECHNIC_INACTIVITY_TIMEOUT``, ...).
     """
+    with served_app(timeout, **env) as served:
+        yield served.base, served.process
+
+
+@contextlib.contextmanager
+def served_app(timeout: float = 60.0, **env: str) -> Iterator[Served]:
+    """Run ``panel serve app.py`` as :func:`panel_server` does; yield a :class:`Served`.
+
+    The log is opened for appending, so reading it never moves where the server writes.
+    """
     port = free_port()
     env = {**os.environ, "TECHNIC_MAX_SCANS": "8", **env}
-    with tempfile.TemporaryFile("w+") as log:
+    with tempfile.TemporaryFile("a+") as log:
         process = subprocess.Popen(serve_command(port), cwd=ROOT, env=env,
                                    stdout=log, stderr=subprocess.STDOUT, text=True)
         base = f"http://127.0.0.1:{port}"
         try:
             wait_answers(f"{base}/liveness", process, log, timeout)
-            yield base, process
+            yield Served(base, process, log)
         finally:
             process.terminate()
             try:

@@ -23,6 +23,7 @@ from technic_panel.config import ScanConfig
 from technic_panel.manager import StreamManager, default_manager
 from technic_panel.openapi import openapi_spec
 
+JSON = {"Content-Type": "application/json"}
 SMALL = {"symbols": 150, "seed": 7}
 SLOW = {"symbols": 3000, "latency_ms": 100, "workers": 1}
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,7 +93,7 @@ def test_post_answers_201_with_working_links(server):
 
 
 def test_an_empty_body_starts_a_default_scan(server):
-    response = requests.post(f"{server.url}/scan/stream", timeout=10)
+    response = requests.post(f"{server.url}/scan/stream", timeout=10, headers=JSON)
     assert response.status_code == 201
     scan_id = response.json()["scan_id"]
     assert requests.post(f"{server.url}/scan/stop/{scan_id}", timeout=10).status_code == 200
@@ -152,7 +153,7 @@ def test_scans_lists_running_and_recent(server):
 ])
 def test_invalid_bodies_are_400_naming_the_field(server, body, field):
     response = requests.post(f"{server.url}/scan/stream", data=body.encode("latin-1"),
-                             timeout=10)
+                             headers=JSON, timeout=10)
     error = assert_envelope(response, 400, field)
     if field is not None:
         assert field in error["message"]
@@ -160,7 +161,8 @@ def test_invalid_bodies_are_400_naming_the_field(server, body, field):
 
 def test_body_over_64_kib_is_413(server):
     body = json.dumps({"filter": "x" * (64 * 1024)})
-    assert_envelope(requests.post(f"{server.url}/scan/stream", data=body, timeout=10), 413)
+    response = requests.post(f"{server.url}/scan/stream", data=body, headers=JSON, timeout=10)
+    assert_envelope(response, 413)
 
 
 @pytest.mark.parametrize("path", ["/scan/stream/scan_nope", "/events/results?scan_id=scan_nope"])
@@ -185,9 +187,10 @@ def test_unknown_paths_are_404(server, method, path):
 
 
 @pytest.mark.parametrize(("method", "path", "allowed"), [
-    ("POST", "/scans", "GET"), ("GET", "/scan/stream", "POST"), ("PUT", "/health", "GET"),
-    ("DELETE", "/scan/stream/scan_x", "GET"), ("GET", "/scan/stop/scan_x", "POST"),
-    ("POST", "/events/results", "GET"),
+    ("POST", "/scans", "GET, HEAD, OPTIONS"), ("GET", "/scan/stream", "POST, OPTIONS"),
+    ("PUT", "/health", "GET, HEAD, OPTIONS"),
+    ("DELETE", "/scan/stream/scan_x", "GET, HEAD, OPTIONS"),
+    ("GET", "/scan/stop/scan_x", "POST, OPTIONS"), ("POST", "/events/results", "GET, OPTIONS"),
 ])
 def test_wrong_method_is_405_with_allow(server, method, path, allowed):
     response = requests.request(method, server.url + path, timeout=10)
@@ -455,7 +458,7 @@ def test_panel_serve_mounts_the_api_beside_the_dashboard():
     env.pop(API_TOKEN_ENV, None)
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "panel"), "serve", "app.py", "--plugins",
-         "technic_panel.api", "--port", str(port), "--address", "127.0.0.1",
+         "technic_panel.serve", "--port", str(port), "--address", "127.0.0.1",
          f"--allow-websocket-origin=127.0.0.1:{port}"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"

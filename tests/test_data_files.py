@@ -1,4 +1,5 @@
-"""FileSource: per-symbol and long-table layouts, CSV and Parquet, errors that name file+column."""
+"""FileSource: per-symbol and long-table layouts, CSV and Parquet, row rules, errors that name
+file, row and rule."""
 
 from __future__ import annotations
 
@@ -101,25 +102,25 @@ def test_datetime_and_timestamp_are_date_columns(tmp_path: Path, date_name: str)
     assert_bars_equal(FileSource(tmp_path).bars("ACME"), frame)
 
 
-def test_bars_are_sorted_and_duplicate_dates_keep_the_last(tmp_path: Path):
+def test_bars_are_sorted_by_date(tmp_path: Path):
     (tmp_path / "ACME.csv").write_text(
         HEADER
         + "2024-01-03,1,2,0.5,1.3,300\n"
         + "2024-01-02,1,2,0.5,1.2,200\n"
-        + "2024-01-03,1,2,0.5,1.33,333\n"
         + "2024-01-01,1,2,0.5,1.1,100\n")
     bars = FileSource(tmp_path).bars("ACME")
     np.testing.assert_array_equal(
         bars.dates, np.array(["2024-01-01", "2024-01-02", "2024-01-03"], "datetime64[ns]"))
-    np.testing.assert_array_equal(bars.close, [1.1, 1.2, 1.33])
-    np.testing.assert_array_equal(bars.volume, [100, 200, 333])
+    np.testing.assert_array_equal(bars.close, [1.1, 1.2, 1.3])
+    np.testing.assert_array_equal(bars.volume, [100, 200, 300])
 
 
-def test_incomplete_rows_are_dropped(tmp_path: Path):
+def test_rows_without_any_price_are_skipped_as_holiday_placeholders(tmp_path: Path):
     (tmp_path / "ACME.csv").write_text(
-        HEADER + "2024-01-01,1,2,0.5,1.1,100\n2024-01-02,1,2,0.5,,200\n,1,2,0.5,1.3,300\n")
+        HEADER + "2024-01-01,1,2,0.5,1.1,100\n2024-01-02,null,null,null,null,null\n,,,,,\n"
+        + "2024-01-03,1,2,0.5,1.3,300\n")
     bars = FileSource(tmp_path).bars("ACME")
-    np.testing.assert_array_equal(bars.close, [1.1])
+    np.testing.assert_array_equal(bars.close, [1.1, 1.3])
 
 
 def test_integer_yyyymmdd_and_tz_aware_dates(tmp_path: Path):
@@ -154,8 +155,7 @@ def test_long_table_bad_value_fails_only_that_symbol(tmp_path: Path):
     assert_bars_equal(source.bars("ACME"), ohlcv(seed=0))
     with pytest.raises(DataError) as info:
         source.bars("BETA")
-    assert str(info.value) == (f"{path} (symbol BETA): column 'close' has a non-numeric value "
-                               "'oops' in row 34 (bad rows: 1 of 30)")
+    assert str(info.value) == "FileSource: all.csv (symbol BETA) row 34: close is not a number"
     assert list(source.snapshot()["symbol"]) == ["ACME"]
     assert source.symbols() == ["ACME", "BETA"]
 
@@ -163,9 +163,11 @@ def test_long_table_bad_value_fails_only_that_symbol(tmp_path: Path):
 def test_long_table_missing_column_names_file_and_column(tmp_path: Path):
     long = ohlcv().assign(symbol="ACME").drop(columns="volume")
     path = write(tmp_path / "all.parquet", long)
-    message = r"all\.parquet \(symbol ACME\): column 'volume' is missing"
-    with pytest.raises(DataError, match=message):
+    with pytest.raises(DataError) as info:
         FileSource(path).bars("ACME")
+    assert str(info.value) == (
+        "FileSource: all.parquet (symbol ACME) lacks the column volume (needs date, open, high, "
+        "low, close, volume; the date may also be called datetime or timestamp)")
 
 
 # --- universe and snapshot -------------------------------------------------------------------
@@ -212,23 +214,23 @@ def test_missing_column_message_names_file_and_column(prices: Path, monkeypatch)
     ohlcv().drop(columns="close").to_csv(prices / "ACME.csv", index=False)
     with pytest.raises(DataError) as info:
         FileSource("prices").bars("ACME")
-    assert str(info.value) == ("prices/ACME.csv: column 'close' is missing "
-                               "(columns: date, open, high, low, volume)")
+    assert str(info.value) == (
+        "FileSource: ACME.csv lacks the column close (needs date, open, high, low, close, "
+        "volume; the date may also be called datetime or timestamp)")
 
 
 BAD_FILES = {
     "no date column": ("ACME.csv", "day,open,high,low,close,volume\n2024-01-02,1,2,0.5,1,9\n",
-                       "column 'date' is missing (also looked for 'datetime', 'timestamp'; "
-                       "columns: day, open, high, low, close, volume)"),
+                       " lacks the column date (needs date, open, high, low, close, volume; "
+                       "the date may also be called datetime or timestamp)"),
     "unparsable date": ("ACME.csv", HEADER + "2024-01-02,1,2,0.5,1,9\nyesterday,1,2,0.5,1,9\n",
-                        "column 'date' has an unparsable date value 'yesterday' in row 2"),
+                        " row 2: date is not a date like 2024-01-31"),
     "non-numeric price": ("ACME.csv", "Date,Open,High,Low,Close,Volume\n2024-01-02,1,abc,1,1,9\n",
-                          "column 'High' has a non-numeric value 'abc' in row 1"),
-    "empty file": ("ACME.csv", "", "the file is empty"),
-    "header only": ("ACME.csv", HEADER, "the file has no rows"),
-    "no complete row": ("ACME.csv", HEADER + "2024-01-02,1,2,0.5,,9\n",
-                        "no row has all of date, open, high, low, close, volume"),
-    "corrupt parquet": ("ACME.parquet", "not parquet", "cannot be read as Parquet"),
+                          " row 1: high is not a number"),
+    "empty file": ("ACME.csv", "", ": the file is empty"),
+    "header only": ("ACME.csv", HEADER, ": the file has no rows"),
+    "no price at all": ("ACME.csv", HEADER + "2024-01-02,,,,,\n", ": no row has prices"),
+    "corrupt parquet": ("ACME.parquet", "not parquet", " cannot be read as Parquet"),
 }
 
 
@@ -242,16 +244,89 @@ def test_bad_file_fails_only_its_symbol(prices: Path, name: str, caplog):
     assert source.symbols() == ["ACME", "BETA", "GAMMA"]
     with pytest.raises(DataError) as info:
         source.bars("ACME")
-    assert str(info.value).startswith(f"{bad}: {message}")
+    assert str(info.value).startswith(f"FileSource: {filename}{message}")
     with pytest.raises(DataError, match="ACME"):
         source.history("ACME")
     assert_bars_equal(source.bars("BETA"), ohlcv(seed=1))
     with caplog.at_level(logging.DEBUG, logger="technic_panel.data.files"):
         assert list(source.snapshot()["symbol"]) == ["BETA", "GAMMA"]
-    assert f"skipping ACME: {bad}" in caplog.text
+    assert f"skipping ACME: FileSource: {filename}" in caplog.text
     universe = source.universe()
     assert list(universe["symbol"]) == ["ACME", "BETA", "GAMMA"]
     assert np.isnan(universe.loc[0, "avg_dollar_volume"])
+
+
+GOOD_ROW = "2024-01-02,10,12,9,11,100\n"
+ROW_RULES = {  # the second row of ACME.csv -> the message after "FileSource: ACME.csv "
+    "high below low": ("2024-01-03,10,8,9,9,100", "row 2: high must be >= low"),
+    "open below low": ("2024-01-03,8,12,9,11,100", "row 2: low must be <= open"),
+    "open above high": ("2024-01-03,13,12,9,11,100", "row 2: open must be <= high"),
+    "close below low": ("2024-01-03,10,12,9,8,100", "row 2: low must be <= close"),
+    "close above high": ("2024-01-03,10,12,9,18,100", "row 2: close must be <= high"),
+    "zero open": ("2024-01-03,0,12,9,11,100", "row 2: open must be > 0"),
+    "negative prices": ("2024-01-03,-10,-9,-12,-11,100", "row 2: open must be > 0"),
+    "negative close": ("2024-01-03,10,12,9,-11,100", "row 2: close must be > 0"),
+    "negative volume": ("2024-01-03,10,12,9,11,-1", "row 2: volume must be >= 0"),
+    "empty close": ("2024-01-03,10,12,9,,100", "row 2: close is empty"),
+    "empty volume": ("2024-01-03,10,12,9,11,", "row 2: volume is empty"),
+    "empty date": (",10,12,9,11,100", "row 2: date is empty"),
+    "duplicated date": ("2024-01-02,10,12,9,11,100",
+                        "row 2: date repeats row 1 (each date may appear once)"),
+    "year 9999": ("9999-12-31,10,12,9,11,100", "row 2: date must be in 1900-01-01..2100-12-31"),
+    "year 1899": ("1899-12-31,10,12,9,11,100", "row 2: date must be in 1900-01-01..2100-12-31"),
+    "not a number": ("2024-01-03,10,1O,9,11,100", "row 2: high is not a number"),
+    "infinite": ("2024-01-03,10,inf,9,11,100", "row 2: high is not a finite number"),
+    "not a date": ("2024-13-45,10,12,9,11,100", "row 2: date is not a date like 2024-01-31"),
+}
+
+
+@pytest.mark.parametrize("rule", list(ROW_RULES))
+def test_each_row_rule_fails_the_symbol_naming_file_row_and_rule(prices: Path, rule: str):
+    row, message = ROW_RULES[rule]
+    (prices / "acme.csv").unlink()
+    (prices / "ACME.csv").write_text(HEADER + GOOD_ROW + row + "\n")
+    source = FileSource(prices)
+    with pytest.raises(DataError) as info:
+        source.bars("ACME")
+    assert str(info.value) == f"FileSource: ACME.csv {message}"
+    assert_bars_equal(source.bars("BETA"), ohlcv(seed=1))
+
+
+def test_a_rule_error_counts_the_rows_that_break_it(tmp_path: Path):
+    (tmp_path / "ACME.csv").write_text(
+        HEADER + GOOD_ROW + "2024-01-03,10,8,9,9,100\n2024-01-04,10,8,9,9,100\n")
+    with pytest.raises(DataError) as info:
+        FileSource(tmp_path).bars("ACME")
+    assert str(info.value) == "FileSource: ACME.csv row 2: high must be >= low (2 of 3 rows)"
+
+
+def test_the_first_repeat_in_the_file_is_named_whatever_the_date_order(tmp_path: Path):
+    (tmp_path / "ACME.csv").write_text(
+        HEADER + "2024-01-09,1,2,0.5,1,9\n2024-01-05,1,2,0.5,1,9\n2024-01-09,1,2,0.5,1,9\n"
+        + "2024-01-05,1,2,0.5,1,9\n2024-01-07,1,2,0.5,1,9\n")
+    with pytest.raises(DataError) as info:
+        FileSource(tmp_path).bars("ACME")
+    assert str(info.value) == ("FileSource: ACME.csv row 3: date repeats row 1 (each date may "
+                               "appear once) (2 rows repeat a date)")
+
+
+def test_bars_on_the_edges_of_the_rules_are_accepted(tmp_path: Path):
+    (tmp_path / "ACME.csv").write_text(
+        HEADER + "1900-01-01,5,5,5,5,0\n2100-12-31,1,2,0.5,2,9\n2050-06-01,1,2,0.5,0.5,9\n")
+    bars = FileSource(tmp_path).bars("ACME")
+    np.testing.assert_array_equal(
+        bars.dates, np.array(["1900-01-01", "2050-06-01", "2100-12-31"], "datetime64[ns]"))
+    np.testing.assert_array_equal(bars.close, [5, 0.5, 2])
+
+
+def test_a_parquet_date_beyond_the_nanosecond_range_is_refused_not_wrapped(tmp_path: Path):
+    frame = ohlcv(n=3)
+    frame["date"] = pd.to_datetime(["2024-01-02", "2024-01-03", "9999-12-31"]).as_unit("us")
+    write(tmp_path / "ACME.parquet", frame)
+    with pytest.raises(DataError) as info:
+        FileSource(tmp_path).bars("ACME")
+    assert str(info.value) == (
+        "FileSource: ACME.parquet row 3: date must be in 1900-01-01..2100-12-31")
 
 
 def test_listing_parses_no_price_file(prices: Path, monkeypatch):
@@ -301,12 +376,16 @@ def test_bad_universe_path_is_rejected(prices: Path, tmp_path: Path):
     with pytest.raises(ValueError, match=r"FileSource\.universe_path .*does not exist"):
         FileSource(prices, universe_path=tmp_path / "nowhere.csv")
     (tmp_path / "meta.csv").write_text("ticker,name\nACME,Acme\n")
-    with pytest.raises(ValueError, match=r"FileSource\.universe_path is unusable: .*meta\.csv: "
-                                         r"column 'symbol' is missing \(columns: ticker, name\)"):
+    with pytest.raises(ValueError) as info:
         FileSource(prices, universe_path=tmp_path / "meta.csv")
-    (tmp_path / "meta.csv").write_text("symbol,market_cap\nACME,big\n")
-    with pytest.raises(ValueError, match="column 'market_cap' has a non-numeric value 'big'"):
+    assert str(info.value) == (
+        "FileSource.universe_path is unusable: meta.csv lacks the column symbol "
+        "(needs symbol; it may have name, sector, industry, market_cap)")
+    (tmp_path / "meta.csv").write_text("symbol,market_cap\nACME,1e9\nBETA,big\n")
+    with pytest.raises(ValueError) as info:
         FileSource(prices, universe_path=tmp_path / "meta.csv")
+    assert str(info.value) == ("FileSource.universe_path is unusable: meta.csv row 2: "
+                               "market_cap is not a number")
 
 
 # --- caching, threads, pickling --------------------------------------------------------------

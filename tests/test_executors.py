@@ -18,7 +18,6 @@ from technic_panel.executors import (
     ProcessExecutor,
     ScanExecutor,
     ScanJob,
-    dask_client,
     make_executor,
     scan_symbols,
 )
@@ -199,13 +198,23 @@ def test_a_lost_chunk_becomes_one_error_per_symbol_and_the_scan_goes_on(later, c
         "a chunk of 4 symbols failed: BrokenProcessPool('worker 1 died')"]
 
 
+@pytest.mark.dask
 @pytest.mark.skipif(not HAVE_DISTRIBUTED, reason="dask.distributed is not installed")
 @pytest.mark.timeout(30)
-def test_dask_client_names_an_unreachable_scheduler():
-    # The connect timeout is fixed at 5 s in dask_client; this test takes about that long.
-    address = "tcp://127.0.0.1:1"
+def test_dask_executor_names_an_unreachable_scheduler():
+    # A refused port: the client retries until its timeout (2 s), then gives its reason.
+    executor = DaskExecutor(scheduler="tcp://127.0.0.1:1", timeout=2)
+    job = ScanJob(SyntheticSource(symbols=5, seed=SEED), Strategy().scorer())
     started = time.monotonic()
-    with pytest.raises(ValueError, match="'tcp://127.0.0.1:1' cannot be reached") as info:
-        dask_client(address)
-    assert time.monotonic() - started < 10
+    with pytest.raises(ValueError, match="^Dask scheduler tcp://127.0.0.1:1 cannot be reached: "
+                       ) as info:
+        executor.start(job)
+    assert time.monotonic() - started < 5
     assert isinstance(info.value.__cause__, OSError)
+    assert repr(executor) == "DaskExecutor(workers=%d, idle)" % executor.workers
+
+
+def test_dask_executor_refuses_a_deadline_that_is_not_positive():
+    assert DaskExecutor().timeout == 10
+    with pytest.raises(ValueError, match=r"^DaskExecutor\.timeout must be > 0 seconds, not 0$"):
+        DaskExecutor(timeout=0)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from technic_panel.expressions import FilterExpression
+from technic_panel.expressions import MAX_DEPTH, MAX_LENGTH, FilterExpression
 
 COLUMNS = ("close", "sma_200", "rsi_14", "volume", "change_pct", "signal", "sector")
 ROW = {"close": 120.0, "sma_200": 100.0, "rsi_14": 28.0, "volume": 2_000_000,
@@ -123,6 +123,56 @@ def test_syntax_error_says_so_with_an_example(text: str):
         FilterExpression(text, COLUMNS)
     assert "example" in str(info.value)
     assert isinstance(info.value.__cause__, SyntaxError)
+
+
+# --- size and depth caps: refused before any recursion ---------------------------------------
+
+
+@pytest.mark.parametrize("nots", [5000, 100_000])
+def test_a_filter_longer_than_the_cap_is_refused_by_its_length(nots: int):
+    text = "not " * nots + "close > 1"
+    with pytest.raises(ValueError) as info:
+        FilterExpression(text, COLUMNS)
+    assert str(info.value) == (f"filter is {len(text)} characters long; "
+                               f"the most allowed is {MAX_LENGTH}")
+
+
+def test_a_filter_of_exactly_the_cap_is_accepted_and_one_more_character_is_not():
+    head = "close > 1 and " * 142 + "close > 0."
+    text = head + "0" * (MAX_LENGTH - len(head) - 1) + "1"
+    assert len(text) == MAX_LENGTH
+    assert passes(text)
+    with pytest.raises(ValueError, match=f"^filter is {MAX_LENGTH + 1} characters long"):
+        FilterExpression(text + "1", COLUMNS)
+
+
+@pytest.mark.parametrize(("text", "depth"), [
+    ("not " * 31 + "close > 1", 33),
+    ("not " * 450 + "close > 1", 452),
+    ("-" * 40 + "close > 1", 42),
+    (" + ".join(["close"] * 40) + " > 1", 41),
+])
+def test_a_filter_nested_deeper_than_the_cap_is_refused_naming_the_limit(text: str, depth: int):
+    with pytest.raises(ValueError) as info:
+        FilterExpression(text, COLUMNS)
+    assert str(info.value) == (f"filter nests {depth} levels deep; the most allowed is "
+                               f"{MAX_DEPTH} (a chain like 'a and b and c' counts as one level)")
+
+
+@pytest.mark.parametrize("text", [
+    "not " * 30 + "close > 1",
+    " and ".join(["close > 1"] * 140),
+    " + ".join(["close"] * 30) + " > 1",
+    "-" * 30 + "close > 1",  # an even count: close itself
+    "(" * 150 + "close > 1" + ")" * 150,  # brackets make no node
+])
+def test_filters_within_the_caps_evaluate(text: str):
+    assert passes(text)
+
+
+def test_brackets_nested_past_the_parsers_limit_are_a_syntax_error():
+    with pytest.raises(ValueError, match="is not a valid expression: too many nested parentheses"):
+        FilterExpression("(" * 250 + "close > 1" + ")" * 250, COLUMNS)
 
 
 @pytest.mark.parametrize("text", [

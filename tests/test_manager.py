@@ -57,10 +57,10 @@ class Gate:
         self._open = threading.Event()
         build = manager._source
 
-        def gated(config: ScanConfig):
+        def gated(config: ScanConfig, policy=None):
             self.entered.set()
             assert self._open.wait(10), "the test never opened the gate"
-            return build(config)
+            return build(config, policy)
 
         monkeypatch.setattr(manager, "_source", gated)
 
@@ -267,8 +267,9 @@ def test_unknown_scan_ids_raise_unknown_scan(manager):
         with pytest.raises(UnknownScan) as info:
             call("scan_nope")
         assert isinstance(info.value, KeyError)
-        assert str(info.value) == ("no scan 'scan_nope' (never started, or cleaned up after "
-                                   "300 s without activity)")
+        assert str(info.value) == ("no scan 'scan_nope' (never started, started by another "
+                                   "client, or cleaned up 300 s after its end or last "
+                                   "activity)")
 
 
 def test_manager_options_are_checked():
@@ -419,7 +420,7 @@ def test_timeout_terminates_a_slow_scan(manager):
 # --- failure --------------------------------------------------------------------------------
 
 def test_a_source_that_fails_ends_with_an_error_then_final_failed(manager, monkeypatch):
-    monkeypatch.setattr(manager, "_source", lambda config: BrokenSource())
+    monkeypatch.setattr(manager, "_source", lambda config, policy=None: BrokenSource())
     scan_id, messages = run(manager, SMALL)
     final = check_stream(messages)
     assert (final["status"], final["reason"]) == ("failed", None)
@@ -457,7 +458,7 @@ def test_one_scan_too_many_raises_too_many_scans(make_manager):
     manager = make_manager(max_concurrent=1)
     running = manager.start_stream(SLOW)
     before = scan_threads()
-    with pytest.raises(TooManyScans, match=r"1 scans are running.*max_concurrent=1"):
+    with pytest.raises(TooManyScans, match=r"1 scans are held \(1 running.*max_concurrent=1"):
         manager.start_stream(SMALL)
     assert len(manager.list()) == 1
     assert {t for t in scan_threads() if t.name.startswith("technic-scan-")} <= set(before)
@@ -559,20 +560,33 @@ def test_finished_unwatched_scans_are_removed_after_the_inactivity_timeout(make_
     assert [item["scan_id"] for item in manager.list()] == [scan_id]
     clock.advance(0.1)
     assert manager.list() == []
-    with pytest.raises(UnknownScan, match=r"no scan '.*' \(never started, or cleaned up after "
-                                          r"10 s without activity\)"):
+    with pytest.raises(UnknownScan, match=r"no scan '.*' \(never started, started by another "
+                                          r"client, or cleaned up 10 s after its end"):
         manager.get(scan_id)
 
 
-def test_any_call_on_a_scan_counts_as_activity(make_manager):
+def test_any_call_on_a_running_scan_counts_as_activity(make_manager):
+    clock = FakeClock()
+    manager = make_manager(inactivity_timeout=10, clock=clock)
+    scan_id = manager.start_stream(SLOW)
+    for _ in range(3):
+        clock.advance(8)
+        assert manager.get(scan_id).running
+    clock.advance(8)
+    assert manager.get(scan_id).reason is None  # not abandoned
+    manager.stop_stream(scan_id)
+
+
+def test_polling_a_finished_scan_does_not_keep_it(make_manager):
     clock = FakeClock()
     manager = make_manager(inactivity_timeout=10, clock=clock)
     scan_id, _ = run(manager, SMALL)
     for _ in range(3):
-        clock.advance(8)
+        clock.advance(3)
         manager.get(scan_id)
-    clock.advance(8)
-    assert len(manager.list()) == 1
+    clock.advance(1)
+    with pytest.raises(UnknownScan):
+        manager.get(scan_id)
 
 
 def test_a_watched_scan_is_kept_until_its_subscriber_leaves(make_manager):

@@ -61,8 +61,8 @@ def block(claim: str) -> str:
 
 
 def commands(code: str) -> list[str]:
-    """Return a shell block's commands, comments stripped."""
-    lines = (line.split("  #")[0].strip() for line in code.splitlines())
+    """Return a shell block's commands, comments stripped and continued lines joined."""
+    lines = (line.split("  #")[0].strip() for line in code.replace("\\\n", " ").splitlines())
     return [line for line in lines if line]
 
 

@@ -484,3 +484,56 @@ def test_event_data_is_already_json_safe_even_with_unknown_metadata(tmp_path):
         assert event.data["market_cap"] is None  # unknown for files: None, never NaN
         assert json_safe(dict(event.data)) == event.data
         json.dumps(event.data, allow_nan=False)
+
+
+def write_synthetic_csvs(folder, names) -> None:
+    source = synthetic()
+    for name, symbol in zip(names, source.universe()["symbol"], strict=False):
+        source.history(symbol).to_csv(folder / f"{name}.csv")
+
+
+@pytest.mark.parametrize("filter_text", [None, "tech_rating > 100"])
+def test_a_result_breaking_the_contract_is_that_symbols_error_filter_or_not(tmp_path,
+                                                                            filter_text):
+    from technic_panel.data import FileSource
+    from technic_panel.messages import validate_data
+
+    write_synthetic_csvs(tmp_path, ["AAA", " ", "BBB"])  # " .csv": its symbol is ""
+    recorder = Recorder()
+    summary = Scanner(FileSource(tmp_path), filter=filter_text).run(recorder)
+    kept = 0 if filter_text else 2
+    assert (summary.status, summary.processed, summary.results, summary.errors,
+            summary.filtered) == ("completed", 3, kept, 1, 2 - kept)
+    [error] = recorder.of_kind("error")
+    assert error.symbol == ""
+    assert error.data["error"] == "contract"
+    assert error.data["message"] == ("the result for symbol '' breaks the message contract: "
+                                     "message.data.symbol must be a non-empty string, not ''")
+    assert error.data["total_processed"] + error.data["total_remaining"] == 3
+    for event in recorder.of_kind("result"):
+        validate_data("result", dict(event.data))
+    assert [event.data["position"] for event in recorder.of_kind("result")] == list(
+        range(1, kept + 1))
+
+
+class InfiniteCapSource(SyntheticSource):
+    """A source whose universe says a market cap is infinite (a provider's overflow)."""
+
+    def universe(self):
+        """Return the synthetic universe, with the first market caps infinite."""
+        universe = super().universe()
+        universe.loc[:1, "market_cap"] = [float("inf"), float("-inf")]
+        return universe
+
+
+def test_an_infinite_market_cap_reaches_the_event_as_none():
+    import json
+
+    source = InfiniteCapSource(seed=SEED, symbols=10)
+    infinite = source.universe()["symbol"][:2].tolist()
+    recorder = Recorder()
+    Scanner(source).run(recorder)
+    assert len(recorder) == 10
+    for event in recorder.events:
+        assert (event.data["market_cap"] is None) == (event.symbol in infinite), event.data
+        json.dumps(event.data, allow_nan=False)

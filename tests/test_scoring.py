@@ -415,3 +415,59 @@ def test_short_target_stays_above_zero(scorer: Scorer):
                               "range_pos_52w": 0.2}, long=False)
     assert plan["side"] == "short" and plan["stop"] > plan["entry"]
     assert 0.0 < plan["target"] < plan["entry"], plan
+
+
+def test_long_stop_stays_above_zero(scorer: Scorer):
+    plan = scorer.trade_plan({"close": 1.0, "atr_14": 2.0, "dist_high_52w": -50.0,
+                              "range_pos_52w": 0.5}, long=True)
+    assert plan["side"] == "long"
+    assert plan["stop"] == pytest.approx(0.1)  # not 1 - 2 * 2 = -3
+    assert plan["target"] == pytest.approx(1.0 + 3.0 * 2.0)
+    assert plan["reward_risk"] == pytest.approx(round(6.0 / 0.9, 2))
+
+
+@pytest.mark.parametrize(("close", "atr"), [(0.0, 1.0), (-10.0, 1.0), (10.0, 0.0)])
+@pytest.mark.parametrize("long", [True, False])
+def test_no_trade_plan_without_a_positive_close_and_atr(scorer: Scorer, close, atr, long):
+    plan = scorer.trade_plan({"close": close, "atr_14": atr, "dist_high_52w": -10.0,
+                              "range_pos_52w": 0.5}, long=long)
+    assert plan == {"side": "long" if long else "short", "entry": None, "stop": None,
+                    "target": None, "reward_risk": None}
+
+
+def test_a_trade_plan_that_would_overflow_is_no_plan(scorer: Scorer):
+    plan = scorer.trade_plan({"close": 1e308, "atr_14": 1e308, "dist_high_52w": -10.0,
+                              "range_pos_52w": 0.5}, long=False)
+    assert plan["entry"] is None and plan["stop"] is None
+
+
+DEGENERATE = {  # indicators that inconsistent or non-positive bars give, all finite
+    "close above the 52-week high": {"range_pos_52w": 7.0, "bb_pct_b": 5.0, "rsi_14": 100.0},
+    "close far below the low": {"range_pos_52w": -9.0, "bb_pct_b": -40.0, "rsi_14": 0.0},
+    "zero ATR": {"atr_14": 0.0, "atr_pct": 0.0, "macd_hist": 3.0, "roc_63": 0.0},
+    "negative close": {"close": -50.0, "ema_20": -40.0, "atr_pct": -2.0},
+    "zero averages": {"sma_50": 0.0, "sma_200": 0.0, "ema_20": 0.0},
+    "negative ADX": {"adx_14": -400.0, "sma_50": 1e-3, "sma_200": 1e-6},
+    "huge values": {"macd_hist": 1e308, "atr_14": 1e-308, "roc_63": 1e308, "atr_pct": 1e-308,
+                    "obv_slope": -1e308, "rel_volume": 1e308, "roc_21": -1e308},
+}
+
+
+@pytest.mark.parametrize("case", list(DEGENERATE))
+def test_scores_stay_in_range_on_degenerate_indicators(rows, scorer: Scorer, case: str):
+    row = {**next(iter(rows.values())), **DEGENERATE[case]}
+    score = scorer.score(row)
+    assert 0.0 <= score["tech_rating"] <= 100.0, score
+    assert 0.0 <= score["alpha_score"] <= 1.0, score
+    for name in COMPONENTS:
+        assert 0.0 <= score[f"score_{name}"] <= 1.0, (name, score)
+    numbers = [value for value in score.values() if isinstance(value, float)]
+    assert all(math.isfinite(value) for value in numbers), score
+    if score["entry"] is not None:
+        assert min(score["entry"], score["stop"], score["target"]) > 0.0, score
+
+
+def test_a_close_above_the_52_week_high_counts_as_at_the_high(rows, scorer: Scorer):
+    row = next(iter(rows.values()))
+    at_high = components({**row, "range_pos_52w": 1.0})["breakout"]
+    assert components({**row, "range_pos_52w": 7.0})["breakout"] == at_high

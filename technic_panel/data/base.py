@@ -27,6 +27,19 @@ SNAPSHOT_COLUMNS = (
 """Columns of :meth:`DataSource.snapshot`: the last bar plus what is cheap to know of it."""
 
 
+FIRST_DATE = np.datetime64("1900-01-01")
+LAST_DATE = np.datetime64("2100-12-31")
+"""A bar's date must be in FIRST_DATE..LAST_DATE (both included)."""
+
+_OHLC_RULES = (
+    ("low", "high", "high must be >= low"),
+    ("low", "open", "low must be <= open"),
+    ("open", "high", "open must be <= high"),
+    ("low", "close", "low must be <= close"),
+    ("close", "high", "close must be <= high"),
+)
+
+
 class DataError(ValueError):
     """A symbol's data is missing, malformed or too short; it fails that symbol only."""
 
@@ -118,3 +131,49 @@ def snapshot_from_bars(symbol: str, bars: Bars) -> dict[str, object]:
         "rel_volume": float(volume[-1] / mean_volume) if mean_volume > 0 else float("nan"),
         "dollar_volume": float(close[-1] * volume[-1]),
     }
+
+
+def check_rule(label: str, rows: np.ndarray, bad: np.ndarray, rule: str) -> None:
+    """Raise a :class:`DataError` naming the first row where ``bad`` holds, and ``rule``.
+
+    ``rows`` numbers the rows for people (a file's row counted from 1 after its header).
+    The message never quotes a value, so it may travel to a remote client:
+    ``"FileSource: ACME.csv row 3: high must be >= low (2 of 250 rows)"``.
+    """
+    if bad.any():
+        count = int(bad.sum())
+        more = f" ({count} of {len(bad)} rows)" if count > 1 else ""
+        raise DataError(f"{label} row {rows[np.flatnonzero(bad)[0]]}: {rule}{more}")
+
+
+def check_bars(label: str, rows: np.ndarray, dates: np.ndarray,
+               values: dict[str, np.ndarray]) -> np.ndarray:
+    """Check complete bars by the rules every bar keeps; return the order that sorts them by date.
+
+    In the order checked: open, high, low and close are > 0 and volume >= 0; low <=
+    high, low <= open <= high and low <= close <= high; the date is in
+    :data:`FIRST_DATE`..:data:`LAST_DATE`; no date appears twice. ``dates`` is
+    datetime64 in any unit (so a year-9999 date is still seen as one) and ``values``
+    maps each of :data:`OHLCV_COLUMNS` to finite float64 values.
+
+    Raises
+    ------
+    DataError
+        For the first rule broken, naming ``label``, the first row breaking it and the rule.
+    """
+    for name in OHLCV_COLUMNS[:4]:
+        check_rule(label, rows, values[name] <= 0, f"{name} must be > 0")
+    check_rule(label, rows, values["volume"] < 0, "volume must be >= 0")
+    for low, high, rule in _OHLC_RULES:
+        check_rule(label, rows, values[low] > values[high], rule)
+    outside = (dates < FIRST_DATE) | (dates >= LAST_DATE + np.timedelta64(1, "D"))
+    check_rule(label, rows, outside, f"date must be in {FIRST_DATE}..{LAST_DATE}")
+    order = np.argsort(dates, kind="stable")
+    ordered, by_date = dates[order], rows[order]
+    repeats = np.flatnonzero(ordered[1:] == ordered[:-1])
+    if repeats.size:
+        first = repeats[np.argmin(by_date[repeats + 1])]
+        more = f" ({repeats.size} rows repeat a date)" if repeats.size > 1 else ""
+        raise DataError(f"{label} row {by_date[first + 1]}: date repeats row {by_date[first]} "
+                        f"(each date may appear once){more}")
+    return order

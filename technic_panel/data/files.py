@@ -9,14 +9,22 @@ close``...) are ignored.
 
 Listing the symbols of a per-symbol folder reads only file names, so one
 malformed file fails its own symbol alone, with a :class:`DataError` naming
-the file, the column and (for bad values) the first bad row, counted from 1
-after the header. Parsed bars are cached, and their arrays are
-read-only because every caller shares them.
+the file, the first bad row (counted from 1 after the header) and the rule it
+breaks: every cell of date, open, high, low, close and volume is filled with a
+number or a date, and every bar keeps the rules of
+:func:`~technic_panel.data.base.check_bars` (positive prices, low <= open,
+close <= high, dates in 1900-01-01..2100-12-31, none twice). A row with no
+price and no volume at all, a holiday placeholder some exports write, is
+skipped. Errors name the expected columns and the rule, never a value or a
+header name found in the file, since they travel to remote clients. Parsed bars
+are cached, and their arrays are read-only because every caller shares them.
 """
 
 from __future__ import annotations
 
+import io
 import logging
+import os
 import threading
 from os import PathLike
 from pathlib import Path
@@ -31,6 +39,8 @@ from technic_panel.data.base import (
     UNIVERSE_COLUMNS,
     Bars,
     DataError,
+    check_bars,
+    check_rule,
     snapshot_from_bars,
 )
 
@@ -39,6 +49,8 @@ logger = logging.getLogger(__name__)
 _FORMATS = {".csv": "CSV", ".parquet": "Parquet", ".pq": "Parquet"}
 _DATE_NAMES = ("date", "datetime", "timestamp")
 _META_TEXT = ("name", "sector", "industry")
+_HEADER_BYTES = 1 << 16
+"""The most bytes read to find out whether a CSV file's header has a ``symbol`` column."""
 AVG_WINDOW = 20
 """Bars averaged for ``avg_dollar_volume`` in :meth:`FileSource.universe`."""
 
@@ -51,11 +63,24 @@ class FileSource:
     symbols it lacks get ``name=symbol``, sector and industry ``"Unknown"``
     and a NaN market cap. The folder is listed once, at construction.
     Thread-safe; picklable (caches are dropped and rebuilt in each process).
+
+    ``max_file_bytes`` bounds the size of every file read (checked with ``os.stat``
+    before reading it). A per-symbol file above it fails its own symbol with a
+    :class:`DataError`; a long table above it fails the whole source, since its
+    symbols cannot be listed without reading it: :meth:`symbols`, :meth:`universe`
+    and :meth:`snapshot` raise the DataError, so a scan of it fails at once, saying
+    why. A universe file above it is refused at construction.
     """
 
     def __init__(self, path: str | PathLike[str], *,
                  universe_path: str | PathLike[str] | None = None,
-                 name: str = "files") -> None:
+                 name: str = "files", max_file_bytes: int | None = None) -> None:
+        if max_file_bytes is not None and (
+                isinstance(max_file_bytes, bool) or not isinstance(max_file_bytes, int)
+                or max_file_bytes < 1):
+            raise ValueError("FileSource.max_file_bytes must be a positive integer or None, "
+                             f"not {max_file_bytes!r}")
+        self.max_file_bytes = max_file_bytes
         self.path = _existing(Path(path), "path", "an existing .csv/.parquet file or folder")
         self.universe_path = None
         if universe_path is not None:
@@ -66,13 +91,13 @@ class FileSource:
         files = _data_files(self.path)
         self._table_path = files[0] if len(files) == 1 and _has_symbol_column(files[0]) else None
         self._files = {} if self._table_path else _files_by_symbol(files)
-        self._metadata = _read_metadata(self.universe_path)
+        self._metadata = _read_metadata(self.universe_path, max_file_bytes)
         self._init_caches()
 
     def __repr__(self) -> str:
         return (f"FileSource({str(self.path)!r}, universe_path="
                 f"{None if self.universe_path is None else str(self.universe_path)!r}, "
-                f"name={self.name!r})")
+                f"name={self.name!r}, max_file_bytes={self.max_file_bytes!r})")
 
     def _init_caches(self) -> None:
         self._lock = threading.Lock()
@@ -141,17 +166,18 @@ class FileSource:
             if path is None:
                 raise DataError(f"FileSource has no symbol {symbol!r} "
                                 f"(no such file in {self.path})")
-            return _parse_bars(_read_table(path), str(path))
+            label = _label(path)
+            return _parse_bars(_read_table(path, label, self.max_file_bytes), label)
         table = self._long_table()
         rows = table.rows.get(symbol)
         if rows is None:
             raise DataError(f"FileSource has no symbol {symbol!r} (not in {self._table_path})")
-        return _parse_bars(table.frame.iloc[rows], f"{self._table_path} (symbol {symbol})")
+        return _parse_bars(table.frame.iloc[rows], f"{_label(self._table_path)} (symbol {symbol})")
 
     def _long_table(self) -> _LongTable:
         with self._table_lock:
             if self._table is None:
-                self._table = _LongTable.read(self._table_path)
+                self._table = _LongTable.read(self._table_path, self.max_file_bytes)
             return self._table
 
     def _bars_or_none(self, symbol: str) -> Bars | None:
@@ -176,14 +202,21 @@ class _LongTable:
         self.rows = rows
 
     @classmethod
-    def read(cls, path: Path) -> _LongTable:
-        frame = _read_table(path)
+    def read(cls, path: Path, max_bytes: int | None) -> _LongTable:
+        label = _label(path)
+        frame = _read_table(path, label, max_bytes)
         column = _column_names(frame).get("symbol")
         if column is None:
-            raise DataError(_missing(str(path), "symbol", frame))
+            raise DataError(_lacking(label, ["symbol"], "symbol, date, open, high, low, close, "
+                                                        "volume"))
         keys = frame[column].astype("string").str.strip().str.upper()
         keys = keys.mask(keys == "")
         return cls(frame, {str(k): v for k, v in keys.groupby(keys, sort=True).indices.items()})
+
+
+def _label(path: Path) -> str:
+    """Name a data file in errors by its own name: the folder is the caller's to know."""
+    return f"FileSource: {path.name}"
 
 
 def _existing(path: Path, field: str, rule: str) -> Path:
@@ -224,28 +257,44 @@ def _files_by_symbol(files: list[Path]) -> dict[str, Path]:
 
 
 def _has_symbol_column(path: Path) -> bool:
-    """Whether the header of ``path`` has a ``symbol`` column (False if it cannot be read)."""
+    """Whether the header of ``path`` has a ``symbol`` column (False if it cannot be read).
+
+    Only the header is read: a Parquet schema, or at most :data:`_HEADER_BYTES` of a CSV.
+    """
     try:
         if _FORMATS[path.suffix.lower()] == "Parquet":
             import pyarrow.parquet as pq
 
             names = pq.read_schema(path).names
         else:
-            names = pd.read_csv(path, nrows=0).columns
+            with path.open("rb") as handle:
+                header = handle.readline(_HEADER_BYTES)
+            names = pd.read_csv(io.BytesIO(header), nrows=0).columns
     except (OSError, ValueError):
         return False
     return any(str(n).strip().lower() == "symbol" for n in names)
 
 
-def _read_table(path: Path) -> pd.DataFrame:
-    """Read a CSV or Parquet file with a default RangeIndex (a named index becomes a column)."""
+def _read_table(path: Path, label: str, max_bytes: int | None) -> pd.DataFrame:
+    """Read a CSV or Parquet file with a default RangeIndex (a named index becomes a column).
+
+    A file larger than ``max_bytes`` is refused before it is read. Errors name the
+    file and the exception's type only: a parser's text may quote the file.
+    """
     kind = _FORMATS[path.suffix.lower()]
+    try:
+        size = os.stat(path).st_size
+    except OSError as exc:
+        raise DataError(f"{label} cannot be read ({type(exc).__name__})") from exc
+    if max_bytes is not None and size > max_bytes:
+        raise DataError(f"{label} is {size:,} bytes; the most allowed is {max_bytes:,} "
+                        "(FileSource.max_file_bytes)")
     try:
         frame = pd.read_parquet(path) if kind == "Parquet" else pd.read_csv(path)
     except pd.errors.EmptyDataError as exc:
-        raise DataError(f"{path}: the file is empty") from exc
+        raise DataError(f"{label}: the file is empty") from exc
     except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: cannot be read as {kind} ({exc})") from exc
+        raise DataError(f"{label} cannot be read as {kind} ({type(exc).__name__})") from exc
     if not isinstance(frame.index, pd.RangeIndex):
         frame = frame.reset_index()
     return frame
@@ -259,45 +308,51 @@ def _column_names(frame: pd.DataFrame) -> dict[str, object]:
     return names
 
 
-def _missing(label: str, column: str, frame: pd.DataFrame, also: tuple[str, ...] = ()) -> str:
-    tried = f"also looked for {', '.join(repr(a) for a in also)}; " if also else ""
-    found = ", ".join(str(c) for c in frame.columns)
-    return f"{label}: column {column!r} is missing ({tried}columns: {found})"
+def _lacking(label: str, lacking: list[str], needs: str) -> str:
+    plural = "s" if len(lacking) > 1 else ""
+    return f"{label} lacks the column{plural} {', '.join(lacking)} (needs {needs})"
 
 
-def _bad_value(label: str, column: str, what: str, raw: pd.Series, bad: np.ndarray) -> str:
-    first = int(np.flatnonzero(bad)[0])
-    return (f"{label}: column {column!r} has {what} value {raw.iloc[first]!r} "
-            f"in row {raw.index[first] + 1} (bad rows: {int(bad.sum())} of {len(raw)})")
+def _columns_of(frame: pd.DataFrame, label: str) -> dict[str, object]:
+    """Map each of date and :data:`OHLCV_COLUMNS` to its column; raise naming all it lacks.
+
+    The message names the expected columns only, never the file's own header.
+    """
+    names = _column_names(frame)
+    found = {"date": next((names[n] for n in _DATE_NAMES if n in names), None)}
+    found.update((column, names.get(column)) for column in OHLCV_COLUMNS)
+    lacking = [column for column, name in found.items() if name is None]
+    if lacking:
+        raise DataError(_lacking(label, lacking, f"{', '.join(found)}; the date may also be "
+                                                 f"called {' or '.join(_DATE_NAMES[1:])}"))
+    return found
 
 
 def _parse_bars(frame: pd.DataFrame, label: str) -> Bars:
-    """Validate one symbol's raw rows and build sorted, de-duplicated, read-only bars."""
+    """Validate one symbol's raw rows by the module's rules; build sorted, read-only bars."""
     if frame.empty:
         raise DataError(f"{label}: the file has no rows")
-    names = _column_names(frame)
-    dates = _parse_dates(frame, names, label)
-    values = np.vstack([_parse_numbers(frame, names, column, label) for column in OHLCV_COLUMNS])
-    complete = ~np.isnat(dates) & ~np.isnan(values).any(axis=0)
-    if not complete.any():
-        raise DataError(f"{label}: no row has all of date, {', '.join(OHLCV_COLUMNS)}")
-    if not complete.all():
-        logger.debug("%s: dropped %d incomplete rows", label, int((~complete).sum()))
-    dates, values = dates[complete], values[:, complete]
-    order = np.argsort(dates, kind="stable")
-    dates, values = dates[order], values[:, order]
-    last = np.append(dates[1:] != dates[:-1], True)
-    arrays = [np.ascontiguousarray(a) for a in (dates[last], *values[:, last])]
+    columns = _columns_of(frame, label)
+    rows = frame.index.to_numpy() + 1  # counted from 1 after the header
+    values = np.vstack([_parse_numbers(frame[columns[c]], c, label, rows) for c in OHLCV_COLUMNS])
+    keep = ~np.isnan(values).all(axis=0)
+    if not keep.any():
+        raise DataError(f"{label}: no row has prices")
+    rows, values = rows[keep], values[:, keep]
+    for column, array in zip(OHLCV_COLUMNS, values, strict=True):
+        check_rule(label, rows, np.isnan(array), f"{column} is empty")
+    dates = _parse_dates(frame[columns["date"]][keep], label, rows)
+    order = check_bars(label, rows, dates, dict(zip(OHLCV_COLUMNS, values, strict=True)))
+    arrays = [np.ascontiguousarray(a) for a in (dates[order].astype("datetime64[ns]"),
+                                                 *values[:, order])]
     for array in arrays:
         array.flags.writeable = False
     return Bars(*arrays)
 
 
-def _parse_dates(frame: pd.DataFrame, names: dict[str, object], label: str) -> np.ndarray:
-    column = next((names[n] for n in _DATE_NAMES if n in names), None)
-    if column is None:
-        raise DataError(_missing(label, "date", frame, also=_DATE_NAMES[1:]))
-    raw = frame[column]
+def _parse_dates(raw: pd.Series, label: str, rows: np.ndarray) -> np.ndarray:
+    """Parse a date column into datetime64 of the column's own unit; every cell a date."""
+    check_rule(label, rows, raw.isna().to_numpy(), "date is empty")
     if pd.api.types.is_datetime64_any_dtype(raw):
         parsed = raw
     else:
@@ -305,14 +360,11 @@ def _parse_dates(frame: pd.DataFrame, names: dict[str, object], label: str) -> n
         try:
             parsed = pd.to_datetime(text, format=_date_format(text), errors="coerce")
         except (TypeError, ValueError) as exc:
-            raise DataError(f"{label}: column {str(column)!r} cannot be read as dates "
-                            f"({exc})") from exc
-        bad = (parsed.isna() & raw.notna()).to_numpy()
-        if bad.any():
-            raise DataError(_bad_value(label, str(column), "an unparsable date", raw, bad))
+            raise DataError(f"{label}: the date column cannot be read as dates") from exc
+        check_rule(label, rows, parsed.isna().to_numpy(), "date is not a date like 2024-01-31")
     if isinstance(parsed.dtype, pd.DatetimeTZDtype):
         parsed = parsed.dt.tz_localize(None)
-    return parsed.to_numpy(dtype="datetime64[ns]")
+    return parsed.to_numpy()  # in its own unit: a year-9999 date must not wrap round to 1816
 
 
 def _date_format(text: pd.Series) -> str:
@@ -321,36 +373,36 @@ def _date_format(text: pd.Series) -> str:
     return (guess_datetime_format(str(values.iloc[0])) if len(values) else None) or "mixed"
 
 
-def _parse_numbers(frame: pd.DataFrame, names: dict[str, object], column: str,
-                   label: str) -> np.ndarray:
-    if column not in names:
-        raise DataError(_missing(label, column, frame))
-    raw = frame[names[column]]
-    if pd.api.types.is_numeric_dtype(raw):
-        return raw.to_numpy(dtype="float64", na_value=np.nan)
-    parsed = pd.to_numeric(raw, errors="coerce")
-    bad = (parsed.isna() & raw.notna()).to_numpy()
-    if bad.any():
-        raise DataError(_bad_value(label, str(names[column]), "a non-numeric", raw, bad))
-    return parsed.to_numpy(dtype="float64", na_value=np.nan)
+def _parse_numbers(raw: pd.Series, column: str, label: str, rows: np.ndarray) -> np.ndarray:
+    """Return a column as float64 (NaN where empty); raise for a non-number or an infinity."""
+    if not pd.api.types.is_numeric_dtype(raw):
+        parsed = pd.to_numeric(raw, errors="coerce")
+        bad = (parsed.isna() & raw.notna()).to_numpy()
+        check_rule(label, rows, bad, f"{column} is not a number")
+        raw = parsed
+    values = raw.to_numpy(dtype="float64", na_value=np.nan)
+    check_rule(label, rows, np.isinf(values), f"{column} is not a finite number")
+    return values
 
 
-def _read_metadata(path: Path | None) -> pd.DataFrame:
+def _read_metadata(path: Path | None, max_bytes: int | None) -> pd.DataFrame:
     """Read the universe file into symbol, name, sector, industry, market_cap (NaN if absent)."""
     columns = ["symbol", *_META_TEXT, "market_cap"]
     if path is None:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in columns}).astype(
             {"market_cap": "float64"})
     try:
-        frame = _read_table(path)
+        frame = _read_table(path, path.name, max_bytes)
         names = _column_names(frame)
         if "symbol" not in names:
-            raise DataError(_missing(str(path), "symbol", frame))
+            raise DataError(_lacking(path.name, ["symbol"],
+                                     f"symbol; it may have {', '.join(columns[1:])}"))
+        rows = frame.index.to_numpy() + 1
         meta = pd.DataFrame({
             "symbol": frame[names["symbol"]].astype("string").str.strip().str.upper(),
             **{c: frame[names[c]] if c in names else None for c in _META_TEXT},
-            "market_cap": (_parse_numbers(frame, names, "market_cap", str(path))
-                           if "market_cap" in names else np.nan),
+            "market_cap": (_parse_numbers(frame[names["market_cap"]], "market_cap", path.name,
+                                          rows) if "market_cap" in names else np.nan),
         })
     except DataError as exc:
         raise ValueError(f"FileSource.universe_path is unusable: {exc}") from exc
