@@ -5,7 +5,7 @@ BIN = $(VENV)/bin
 STAMP = $(VENV)/.installed-stamp
 PORT ?= 5006
 ADDRESS ?= 127.0.0.1
-STREAMING_CORE = technic_panel/messages.py,technic_panel/streaming.py,technic_panel/termination.py,technic_panel/manager.py
+STREAMING_CORE = technic_panel/streaming/contract.py,technic_panel/streaming/streamer.py,technic_panel/streaming/termination.py,technic_panel/streaming/manager.py
 
 .PHONY: install serve test bench lint notebooks clean
 
@@ -18,8 +18,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 serve: $(STAMP)
-	$(BIN)/panel serve app.py --plugins technic_panel.serve --address $(ADDRESS) --port $(PORT) \
-		--auth-module technic_panel/auth.py --exclude-headers=Cookie --exclude-cookies=technic_dashboard \
+	$(BIN)/panel serve app.py --plugins technic_panel.api.serve --address $(ADDRESS) --port $(PORT) \
+		--auth-module technic_panel/api/auth.py --exclude-headers=Cookie --exclude-cookies=technic_dashboard \
 		--allow-websocket-origin=$(ADDRESS):$(PORT) --allow-websocket-origin=localhost:$(PORT)
 
 test: $(STAMP)

@@ -1,9 +1,9 @@
 """`panel serve app.py`: the technic-panel dashboard, one controller and scan per browser tab.
 
 Serve it with the HTTP API beside it (one process, one StreamManager) and the dashboard's
-token check (:mod:`technic_panel.auth`; no login while ``TECHNIC_API_TOKEN`` is unset)::
+token check (:mod:`technic_panel.api.auth`; no login while ``TECHNIC_API_TOKEN`` is unset)::
 
-    panel serve app.py --plugins technic_panel.serve --auth-module technic_panel/auth.py \
+    panel serve app.py --plugins technic_panel.api.serve --auth-module technic_panel/api/auth.py \
         --exclude-headers=Cookie --exclude-cookies=technic_dashboard
 
 Every scan started here keeps to the operator's :class:`~technic_panel.policy.ServerPolicy`
@@ -15,9 +15,9 @@ belong to the dashboard: API clients do not see them, nor it theirs.
 
 import panel as pn
 
-from technic_panel.auth import DASHBOARD_OWNER
-from technic_panel.controller import ScanController
+from technic_panel.api.auth import DASHBOARD_OWNER
 from technic_panel.policy import ServerPolicy
+from technic_panel.ui.controller import ScanController
 
 pn.extension(notifications=True)
 

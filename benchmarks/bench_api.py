@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from report import percentile, write_section  # noqa: E402
 
-from technic_panel.api import make_app  # noqa: E402
-from technic_panel.client import ScanClient  # noqa: E402
-from technic_panel.manager import StreamManager  # noqa: E402
+from technic_panel.api.rest import make_app  # noqa: E402
+from technic_panel.client.scan_client import ScanClient  # noqa: E402
+from technic_panel.streaming.manager import StreamManager  # noqa: E402
 
 RUNS = 5
 PACED = {"symbols": 600, "latency_ms": 100, "workers": 6, "seed": 5}

@@ -20,11 +20,11 @@ from report import write_section  # noqa: E402
 
 from technic_panel.data.base import Bars  # noqa: E402
 from technic_panel.data.synthetic import SyntheticSource  # noqa: E402
-from technic_panel.executors import close_shared_workers  # noqa: E402
-from technic_panel.indicators import latest_indicators  # noqa: E402
-from technic_panel.prioritize import top_k_capture  # noqa: E402
-from technic_panel.scanner import Scanner  # noqa: E402
-from technic_panel.scoring import Strategy  # noqa: E402
+from technic_panel.engine.executors import close_shared_workers  # noqa: E402
+from technic_panel.engine.indicators import latest_indicators  # noqa: E402
+from technic_panel.engine.prioritize import top_k_capture  # noqa: E402
+from technic_panel.engine.scanner import Scanner  # noqa: E402
+from technic_panel.engine.scoring import Strategy  # noqa: E402
 
 SYMBOLS = 5000
 RUNS = 5

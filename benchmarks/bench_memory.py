@@ -20,8 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from report import rss_mb, write_section  # noqa: E402
 
-from technic_panel.manager import StreamManager  # noqa: E402
 from technic_panel.policy import ServerPolicy  # noqa: E402
+from technic_panel.streaming.manager import StreamManager  # noqa: E402
 
 SCANS = 20
 SYMBOLS = 100_000

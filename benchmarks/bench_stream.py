@@ -18,9 +18,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from report import percentile, rss_mb, write_section  # noqa: E402
 
 from technic_panel.data.synthetic import SyntheticSource  # noqa: E402
-from technic_panel.manager import StreamManager  # noqa: E402
-from technic_panel.scanner import Scanner  # noqa: E402
-from technic_panel.streaming import ResultStreamer, StreamEnded  # noqa: E402
+from technic_panel.engine.scanner import Scanner  # noqa: E402
+from technic_panel.streaming.manager import StreamManager  # noqa: E402
+from technic_panel.streaming.streamer import ResultStreamer, StreamEnded  # noqa: E402
 
 SYMBOLS = 5000
 RUNS = 41

@@ -41,8 +41,9 @@ from typing import Any, NoReturn, TextIO
 import param
 
 from technic_panel.config import ScanConfig
-from technic_panel.manager import StreamManager
-from technic_panel.messages import SIGNALS, to_json
+from technic_panel.streaming.contract import to_json
+from technic_panel.streaming.manager import StreamManager
+from technic_panel.vocabulary import SIGNALS
 
 log = logging.getLogger(__name__)
 

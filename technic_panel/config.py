@@ -18,15 +18,8 @@ from typing import Any
 import param
 
 from technic_panel.data.synthetic import SECTORS
-from technic_panel.indicators import INDICATOR_COLUMNS
 from technic_panel.policy import PolicyError, ServerPolicy
-from technic_panel.scoring import SCORE_COLUMNS, SIGNALS
-
-RESULT_COLUMNS = (
-    "symbol", "name", "sector", "industry", "market_cap", "priority_tier", "batch_number",
-    *INDICATOR_COLUMNS, *SCORE_COLUMNS,
-)
-"""Columns of a result row; a filter expression may use any of them."""
+from technic_panel.vocabulary import RESULT_COLUMNS, SIGNALS
 
 
 class ConfigError(ValueError):
@@ -138,7 +131,7 @@ class ScanConfig(param.Parameterized):
         must stay inside it, and ``path`` is replaced by its resolved form; without one
         (notebook, CLI), any path and scheduler the user names is allowed.
         """
-        from technic_panel.expressions import FilterExpression
+        from technic_panel.engine.expressions import FilterExpression
 
         if self.source == "files":
             if not self.path:

@@ -1,6 +1,6 @@
 """Test helpers: a real API server on loopback, a connection-cutting proxy, a free port.
 
-``APIServer`` runs :func:`technic_panel.api.make_app` in a background thread with its own
+``APIServer`` runs :func:`technic_panel.api.rest.make_app` in a background thread with its own
 event loop, listening on 127.0.0.1 at a port the OS picks. ``CuttingProxy`` forwards
 loopback connections to it and closes each one after a byte budget, to force a
 disconnect at a chosen (random) point of a stream.
@@ -16,8 +16,8 @@ from collections.abc import Callable
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
-from technic_panel.api import make_app
-from technic_panel.manager import StreamManager
+from technic_panel.api.rest import make_app
+from technic_panel.streaming.manager import StreamManager
 
 
 def free_port() -> int:

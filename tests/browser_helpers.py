@@ -76,15 +76,15 @@ def free_port() -> int:
 def serve_command(port: int) -> list[str]:
     """Return the ``panel serve app.py`` command of ``make serve``, with the API plugin.
 
-    As ``make serve``: the dashboard's token check (:mod:`technic_panel.auth`, a no-op while
+    As ``make serve``: the dashboard's token check (:mod:`technic_panel.api.auth`, a no-op while
     ``TECHNIC_API_TOKEN`` is unset) and its cookie kept out of the page's session token.
     """
     command = [sys.executable, "-m", "panel", "serve", str(ROOT / "app.py"), "--port", str(port),
                "--address", "127.0.0.1", f"--allow-websocket-origin=127.0.0.1:{port}",
                "--liveness", "--log-level", "warning",
-               "--auth-module", str(ROOT / "technic_panel" / "auth.py"),
+               "--auth-module", str(ROOT / "technic_panel" / "api" / "auth.py"),
                "--exclude-headers=Cookie", "--exclude-cookies=technic_dashboard",
-               "--plugins", "technic_panel.serve"]
+               "--plugins", "technic_panel.api.serve"]
     return command
 
 

@@ -41,7 +41,7 @@ def panel_state():
 @pytest.fixture
 def dashboard_manager(panel_state):
     """A StreamManager for dashboard tests, shut down (with Panel's state reset) after."""
-    from technic_panel.manager import StreamManager
+    from technic_panel.streaming.manager import StreamManager
 
     manager = StreamManager(inactivity_timeout=60)
     yield manager

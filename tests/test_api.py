@@ -17,11 +17,11 @@ from api_server import APIServer, free_port, parse_sse, ws_session
 from conftest import wait_until
 from tornado.httpclient import HTTPClientError
 
-from technic_panel.api import API_TOKEN_ENV, ROUTES, make_app
-from technic_panel.client import ScanClient
+from technic_panel.api.openapi import openapi_spec
+from technic_panel.api.rest import API_TOKEN_ENV, ROUTES, make_app
+from technic_panel.client.scan_client import ScanClient
 from technic_panel.config import ScanConfig
-from technic_panel.manager import StreamManager, default_manager
-from technic_panel.openapi import openapi_spec
+from technic_panel.streaming.manager import StreamManager, default_manager
 
 JSON = {"Content-Type": "application/json"}
 SMALL = {"symbols": 150, "seed": 7}
@@ -458,7 +458,7 @@ def test_panel_serve_mounts_the_api_beside_the_dashboard():
     env.pop(API_TOKEN_ENV, None)
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "panel"), "serve", "app.py", "--plugins",
-         "technic_panel.serve", "--port", str(port), "--address", "127.0.0.1",
+         "technic_panel.api.serve", "--port", str(port), "--address", "127.0.0.1",
          f"--allow-websocket-origin=127.0.0.1:{port}"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"

@@ -173,8 +173,8 @@ def test_two_tabs_run_independent_scans(open_page):
     assert (settled_rows(second), table_state(second)["shown"]) == (700, 700)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("technic_panel.api") is None,
-                    reason="technic_panel.api (the HTTP API plugin) is not there yet")
+@pytest.mark.skipif(importlib.util.find_spec("technic_panel.api.rest") is None,
+                    reason="technic_panel.api.rest (the HTTP API plugin) is not there yet")
 def test_a_scan_started_through_the_api_can_be_watched_live(open_page, server):
     request = urllib.request.Request(f"{server}/scan/stream", method="POST",
                                      data=json.dumps(SCRIPTED).encode(),

@@ -11,9 +11,9 @@ import requests
 from api_server import APIServer, CuttingProxy, free_port
 from conftest import wait_until
 
-from technic_panel.client import ScanAPIError, ScanClient
-from technic_panel.client_sse import Event, SSEParser
-from technic_panel.manager import StreamManager
+from technic_panel.client.scan_client import ScanAPIError, ScanClient
+from technic_panel.client.sse import Event, SSEParser
+from technic_panel.streaming.manager import StreamManager
 
 SMALL = {"symbols": 150, "seed": 7}
 SLOW = {"symbols": 3000, "latency_ms": 100, "workers": 1}

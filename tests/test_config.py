@@ -6,10 +6,9 @@ import json
 
 import pytest
 
-from technic_panel.config import RESULT_COLUMNS, ConfigError, ScanConfig
+from technic_panel.config import ConfigError, ScanConfig
 from technic_panel.data.synthetic import SECTORS
-from technic_panel.indicators import INDICATOR_COLUMNS
-from technic_panel.scoring import SCORE_COLUMNS
+from technic_panel.vocabulary import INDICATOR_COLUMNS, RESULT_COLUMNS, SCORE_COLUMNS
 
 
 def refused(values: dict) -> ConfigError:

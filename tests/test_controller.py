@@ -14,12 +14,12 @@ from bokeh.document.events import ColumnsPatchedEvent, ColumnsStreamedEvent
 from conftest import wait_until
 
 from technic_panel.config import ConfigError, ScanConfig
-from technic_panel.controller import TABLE_COLUMNS, ScanController
 from technic_panel.data import SyntheticSource
-from technic_panel.manager import StreamManager, UnknownScan
-from technic_panel.messages import make_message
-from technic_panel.scanner import Scanner
-from technic_panel.scoring import Strategy
+from technic_panel.engine.scanner import Scanner
+from technic_panel.engine.scoring import Strategy
+from technic_panel.streaming.contract import make_message
+from technic_panel.streaming.manager import StreamManager, UnknownScan
+from technic_panel.ui.controller import TABLE_COLUMNS, ScanController
 
 SLOW = {"symbols": 400, "latency_ms": 100, "workers": 4}
 """About 10 s if left alone: long enough to pause, resume and stop it."""

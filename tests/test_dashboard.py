@@ -11,12 +11,12 @@ import panel as pn
 import pytest
 from conftest import wait_until
 
-from technic_panel import charts
 from technic_panel.config import ScanConfig
-from technic_panel.controller import ScanController
-from technic_panel.dashboard import TOAST_INTERVAL, Dashboard
-from technic_panel.messages import make_message
-from technic_panel.scoring import Strategy
+from technic_panel.engine.scoring import Strategy
+from technic_panel.streaming.contract import make_message
+from technic_panel.ui import charts
+from technic_panel.ui.controller import ScanController
+from technic_panel.ui.dashboard import TOAST_INTERVAL, Dashboard
 
 pytestmark = pytest.mark.usefixtures("panel_state")
 

@@ -12,7 +12,7 @@ from concurrent.futures.process import BrokenProcessPool
 import pytest
 
 from technic_panel.data import Bars, DataError, SyntheticSource
-from technic_panel.executors import (
+from technic_panel.engine.executors import (
     EXECUTOR_KINDS,
     DaskExecutor,
     ProcessExecutor,
@@ -21,8 +21,8 @@ from technic_panel.executors import (
     make_executor,
     scan_symbols,
 )
-from technic_panel.scanner import Scanner
-from technic_panel.scoring import Strategy
+from technic_panel.engine.scanner import Scanner
+from technic_panel.engine.scoring import Strategy
 
 HAVE_DISTRIBUTED = importlib.util.find_spec("distributed") is not None
 SEED = 7
@@ -182,7 +182,7 @@ def test_a_lost_chunk_becomes_one_error_per_symbol_and_the_scan_goes_on(later, c
     source = SyntheticSource(symbols=300, seed=SEED)
     executor = LosingExecutor(lose=3, later=later)  # chunks are 1, 2, 4, ...: 4 symbols lost
     events = []
-    with caplog.at_level(logging.WARNING, logger="technic_panel.scanner"):
+    with caplog.at_level(logging.WARNING, logger="technic_panel.engine.scanner"):
         summary = Scanner(source, executor=executor).run(events.append)
     assert len(executor.lost) == 4
     assert summary.status == "completed"

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from technic_panel.expressions import MAX_DEPTH, MAX_LENGTH, FilterExpression
+from technic_panel.engine.expressions import MAX_DEPTH, MAX_LENGTH, FilterExpression
 
 COLUMNS = ("close", "sma_200", "rsi_14", "volume", "change_pct", "signal", "sector")
 ROW = {"close": 120.0, "sma_200": 100.0, "rsi_14": 28.0, "volume": 2_000_000,

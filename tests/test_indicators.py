@@ -27,7 +27,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from technic_panel.data.base import Bars, DataError
 from technic_panel.data.sample import COMPANIES, SampleSource
-from technic_panel.indicators import (
+from technic_panel.engine.indicators import (
     INDICATOR_COLUMNS,
     MIN_BARS,
     YEAR,

@@ -10,7 +10,7 @@ keeps its defaults but the news toast: in particular comm messages travel over a
 subshell ("commsOverSubshells": "perCommTarget", with ipykernel 7), as for a user. It caught
 two bugs, both fixed: BokehJS could not lay out the table beside a collapsed Card, and rows
 were lost or doubled while the browser's messages ran on a subshell thread (see
-``technic_panel.dashboard.NotebookLayout``).
+``technic_panel.ui.dashboard.NotebookLayout``).
 
 Offline: Panel's notebook output loads BokehJS and Panel's JavaScript from cdn.bokeh.org and
 cdn.holoviz.org (the default, ``inline=False``). The page answers those requests with the same
@@ -59,7 +59,7 @@ pytestmark = pytest.mark.browser
 SYMBOLS = 300
 CELL = f"""import panel as pn
 
-from technic_panel.controller import ScanController
+from technic_panel.ui.controller import ScanController
 
 pn.extension(notifications=True)
 controller = ScanController(symbols={SYMBOLS}, latency_ms=40, workers=4)

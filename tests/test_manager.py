@@ -11,10 +11,12 @@ from conftest import wait_until
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import technic_panel.manager as manager_module
+import technic_panel.streaming.manager as manager_module
 from technic_panel.config import ConfigError, ScanConfig
 from technic_panel.data import DataError, SyntheticSource
-from technic_panel.manager import (
+from technic_panel.engine.scoring import Strategy
+from technic_panel.streaming.contract import validate_message
+from technic_panel.streaming.manager import (
     ScanRecord,
     StreamManager,
     TooManyScans,
@@ -22,9 +24,7 @@ from technic_panel.manager import (
     default_manager,
     source_for,
 )
-from technic_panel.messages import validate_message
-from technic_panel.scoring import Strategy
-from technic_panel.streaming import StreamEnded
+from technic_panel.streaming.streamer import StreamEnded
 
 SMALL = {"symbols": 30}
 SLOW = {"symbols": 400, "latency_ms": 100}

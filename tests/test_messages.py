@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from technic_panel.messages import (
+from technic_panel.streaming.contract import (
     MESSAGE_TYPES,
     SIGNALS,
     MessageError,
@@ -90,7 +90,7 @@ def test_utc_timestamp_defaults_to_now():
 
 
 def test_cached_timestamp_text_follows_the_clock_across_milliseconds_and_seconds(monkeypatch):
-    import technic_panel.messages as messages_module
+    import technic_panel.streaming.contract as messages_module
 
     clock = iter([1700000000.9991, 1700000000.9994, 1700000000.9996, 1700000001.0002])
     monkeypatch.setattr(messages_module.time, "time", lambda: next(clock))
@@ -419,7 +419,7 @@ _field_values = st.one_of(
                      "position", "total_processed", "total_remaining", "extra"]),
     _field_values))
 def test_fast_result_check_agrees_with_the_field_rules(data):
-    from technic_panel.messages import _DATA_RULES, _check_fields, _plainly_valid_result
+    from technic_panel.streaming.contract import _DATA_RULES, _check_fields, _plainly_valid_result
 
     try:
         _check_fields(data, _DATA_RULES["result"], "message.data")
@@ -432,7 +432,7 @@ def test_fast_result_check_agrees_with_the_field_rules(data):
 
 
 def validate_data_ok(data) -> bool:
-    from technic_panel.messages import validate_data
+    from technic_panel.streaming.contract import validate_data
 
     try:
         validate_data("result", data)
@@ -442,7 +442,7 @@ def validate_data_ok(data) -> bool:
 
 
 def test_safe_data_is_copied_unchecked_and_to_json_still_refuses_nan():
-    from technic_panel.messages import SafeData
+    from technic_panel.streaming.contract import SafeData
 
     trusted = SafeData(symbol="AAPL", value=1.5)
     copied = json_safe(trusted)

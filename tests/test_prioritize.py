@@ -8,14 +8,14 @@ import pytest
 
 from technic_panel.data.base import SNAPSHOT_COLUMNS
 from technic_panel.data.synthetic import SyntheticSource
-from technic_panel.indicators import latest_indicators
-from technic_panel.prioritize import (
-    TIERS,
+from technic_panel.engine.indicators import latest_indicators
+from technic_panel.engine.prioritize import (
     prioritize,
     priority_scores,
     top_k_capture,
 )
-from technic_panel.scoring import Strategy
+from technic_panel.engine.scoring import Strategy
+from technic_panel.vocabulary import PRIORITY_TIERS
 
 
 def toy_snapshot(n: int, seed: int = 0) -> pd.DataFrame:
@@ -64,7 +64,7 @@ def test_tiers_are_10_30_60_percent(n: int, high: int, medium: int):
     assert counts["high"] == high and counts["medium"] == medium
     assert counts["low"] == n - high - medium
     tiers = list(order["priority_tier"])
-    assert tiers == sorted(tiers, key=TIERS.index)  # high, then medium, then low
+    assert tiers == sorted(tiers, key=PRIORITY_TIERS.index)  # high, then medium, then low
 
 
 @pytest.mark.parametrize(("n", "batch_size"), [(2000, 50), (101, 10), (7, 1), (5, 50)])

@@ -28,7 +28,7 @@ import pytest
 from browser_helpers import free_port, wait_answers
 
 from technic_panel.config import ScanConfig
-from technic_panel.messages import validate_message
+from technic_panel.streaming.contract import validate_message
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -206,15 +206,16 @@ def test_the_python_client_example_streams_a_scan_to_its_final(served):
 
 
 def test_the_data_flow_picture_names_real_parts():
-    import technic_panel.controller
     import technic_panel.data
-    import technic_panel.manager
-    import technic_panel.scanner
-    import technic_panel.streaming
+    import technic_panel.engine.scanner
+    import technic_panel.streaming.manager
+    import technic_panel.streaming.streamer
+    import technic_panel.ui.controller
 
-    names = {"DataSource": technic_panel.data, "Scanner": technic_panel.scanner,
-             "ResultStreamer": technic_panel.streaming, "StreamManager": technic_panel.manager,
-             "ScanController": technic_panel.controller}
+    names = {"DataSource": technic_panel.data, "Scanner": technic_panel.engine.scanner,
+             "ResultStreamer": technic_panel.streaming.streamer,
+             "StreamManager": technic_panel.streaming.manager,
+             "ScanController": technic_panel.ui.controller}
     picture = block("the data-flow picture")
     for name, module in names.items():
         assert name in picture and hasattr(module, name)

@@ -22,10 +22,10 @@ from hypothesis import strategies as st
 from scan_helpers import DelayedSource
 
 from technic_panel.data import DataError, SyntheticSource
-from technic_panel.executors import ScanExecutor, close_shared_workers
-from technic_panel.prioritize import TIER_SHARES
-from technic_panel.scanner import ScanEvent, Scanner, ScanSummary
-from technic_panel.scoring import SIGNALS
+from technic_panel.engine.executors import ScanExecutor, close_shared_workers
+from technic_panel.engine.prioritize import TIER_SHARES
+from technic_panel.engine.scanner import ScanEvent, Scanner, ScanSummary
+from technic_panel.vocabulary import SIGNALS
 
 HAVE_DISTRIBUTED = importlib.util.find_spec("distributed") is not None
 WORKERS = 2
@@ -470,7 +470,7 @@ def test_event_data_is_already_json_safe_even_with_unknown_metadata(tmp_path):
     import json
 
     from technic_panel.data import FileSource
-    from technic_panel.messages import SafeData, json_safe
+    from technic_panel.streaming.contract import SafeData, json_safe
 
     source = synthetic()
     frame = source.history(source.universe()["symbol"][0])
@@ -496,7 +496,7 @@ def write_synthetic_csvs(folder, names) -> None:
 def test_a_result_breaking_the_contract_is_that_symbols_error_filter_or_not(tmp_path,
                                                                             filter_text):
     from technic_panel.data import FileSource
-    from technic_panel.messages import validate_data
+    from technic_panel.streaming.contract import validate_data
 
     write_synthetic_csvs(tmp_path, ["AAA", " ", "BBB"])  # " .csv": its symbol is ""
     recorder = Recorder()

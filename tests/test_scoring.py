@@ -15,16 +15,10 @@ import pytest
 
 from technic_panel.data.base import Bars
 from technic_panel.data.synthetic import SyntheticSource
-from technic_panel.indicators import YEAR, latest_indicators
-from technic_panel.scoring import (
-    COMPONENTS,
-    SCORE_COLUMNS,
-    SIGNALS,
-    Scorer,
-    Strategy,
-    components,
-    squash,
-)
+from technic_panel.engine.indicators import YEAR, latest_indicators
+from technic_panel.engine.scoring import Scorer, Strategy, components, squash
+from technic_panel.vocabulary import SCORE_COLUMNS, SIGNALS
+from technic_panel.vocabulary import SCORE_COMPONENTS as COMPONENTS
 
 SELL_SIDE = {"SELL", "STRONG_SELL"}
 BUY_SIDE = {"BUY", "STRONG_BUY"}

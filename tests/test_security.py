@@ -25,8 +25,8 @@ from api_server import APIServer, parse_sse, ws_session
 from conftest import wait_until
 from tornado.httpclient import HTTPClientError
 
-from technic_panel.manager import StreamManager
 from technic_panel.policy import ServerPolicy
+from technic_panel.streaming.manager import StreamManager
 
 JSON = {"Content-Type": "application/json"}
 SMALL = {"symbols": 60, "seed": 3}

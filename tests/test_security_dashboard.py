@@ -1,7 +1,7 @@
 """The dashboard under attack: HTML injection, CSV formulas, the token, secrets in logs.
 
 Unit tests drive the dashboard's own paths (a real NotificationArea, real log records);
-the rest run a real ``panel serve app.py --plugins technic_panel.serve`` on loopback, the
+the rest run a real ``panel serve app.py --plugins technic_panel.api.serve`` on loopback, the
 page in headless Chromium.
 """
 
@@ -34,10 +34,10 @@ from browser_helpers import (
     wait_for_table,
 )
 
-from technic_panel import auth
-from technic_panel.controller import ScanController
-from technic_panel.dashboard import FORMULA_PREFIXES, Dashboard, csv_safe
-from technic_panel.messages import make_message
+from technic_panel.api import auth
+from technic_panel.streaming.contract import make_message
+from technic_panel.ui.controller import ScanController
+from technic_panel.ui.dashboard import FORMULA_PREFIXES, Dashboard, csv_safe
 
 INJECTION = "<img src=x onerror=alert(1)>"
 """HTML that runs script wherever it is rendered as HTML."""

@@ -30,12 +30,14 @@ from technic_panel.data.base import (
     Bars,
     snapshot_from_bars,
 )
-from technic_panel.executors import ScanJob, scan_symbols
-from technic_panel.expressions import MAX_DEPTH, MAX_LENGTH
-from technic_panel.indicators import MIN_BARS, latest_indicators
-from technic_panel.messages import from_json, validate_data
-from technic_panel.scanner import Scanner
-from technic_panel.scoring import COMPONENTS, SCORE_COLUMNS, Strategy
+from technic_panel.engine.executors import ScanJob, scan_symbols
+from technic_panel.engine.expressions import MAX_DEPTH, MAX_LENGTH
+from technic_panel.engine.indicators import MIN_BARS, latest_indicators
+from technic_panel.engine.scanner import Scanner
+from technic_panel.engine.scoring import Strategy
+from technic_panel.streaming.contract import from_json, validate_data
+from technic_panel.vocabulary import SCORE_COLUMNS
+from technic_panel.vocabulary import SCORE_COMPONENTS as COMPONENTS
 
 SCORER = Strategy().scorer()
 PLAN = ("entry", "stop", "target", "reward_risk")

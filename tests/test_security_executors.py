@@ -29,11 +29,11 @@ import pytest
 from conftest import wait_until
 
 from technic_panel.data import SyntheticSource
-from technic_panel.executors import DaskExecutor, ProcessExecutor, ScanJob
-from technic_panel.lifecycle import close_shared_workers, set_process_limit, shared_workers
-from technic_panel.manager import StreamManager
-from technic_panel.scanner import Scanner
-from technic_panel.scoring import Strategy
+from technic_panel.engine.executors import DaskExecutor, ProcessExecutor, ScanJob
+from technic_panel.engine.scanner import Scanner
+from technic_panel.engine.scoring import Strategy
+from technic_panel.engine.workers import close_shared_workers, set_process_limit, shared_workers
+from technic_panel.streaming.manager import StreamManager
 
 HAVE_DISTRIBUTED = importlib.util.find_spec("distributed") is not None
 requires_dask = pytest.mark.skipif(not HAVE_DISTRIBUTED, reason="dask.distributed is not "
@@ -191,7 +191,7 @@ def test_dask_scans_of_different_workers_share_one_cluster():
 ORPHAN_CHILD = DESCENDANTS + """
 import json, sys
 from technic_panel.data import SyntheticSource
-from technic_panel.scanner import Scanner
+from technic_panel.engine.scanner import Scanner
 for executor in sys.argv[1:]:
     summary = Scanner(SyntheticSource(50), executor=executor, workers=2).run(lambda e: None)
     assert summary.status == "completed", summary
@@ -276,9 +276,9 @@ def test_the_manager_ends_a_silent_scheduler_scan_failed_naming_it(silent):
 SIGTERM_CHILD = DESCENDANTS + """
 import asyncio, json, sys, threading
 from technic_panel.data import SyntheticSource
-from technic_panel.executors import DaskExecutor
-from technic_panel.lifecycle import install_shutdown_handlers
-from technic_panel.scanner import Scanner
+from technic_panel.engine.executors import DaskExecutor
+from technic_panel.engine.workers import install_shutdown_handlers
+from technic_panel.engine.scanner import Scanner
 
 mode, address = sys.argv[1:]
 loop = asyncio.new_event_loop() if mode == "loop" else None

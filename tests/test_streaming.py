@@ -16,8 +16,8 @@ from conftest import wait_until
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from technic_panel.messages import MessageError, validate_message
-from technic_panel.streaming import ResultStreamer, StreamClosed, StreamEnded, Subscription
+from technic_panel.streaming.contract import MessageError, validate_message
+from technic_panel.streaming.streamer import ResultStreamer, StreamClosed, StreamEnded, Subscription
 
 SUMMARY = {"status": "completed", "reason": None, "count": 0, "elapsed": 0.1}
 

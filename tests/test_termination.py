@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from technic_panel.config import ScanConfig
-from technic_panel.termination import REASONS, EarlyTerminationCriteria
+from technic_panel.streaming.termination import EarlyTerminationCriteria
+from technic_panel.vocabulary import STOP_REASONS
 
 
 def result(signal: str = "STRONG_BUY", rating: float = 80.0) -> dict:
@@ -113,7 +114,7 @@ def test_observe_result_also_checks_the_fraction_for_a_non_quality_result():
 
 # --- fire / manual --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("reason", REASONS)
+@pytest.mark.parametrize("reason", STOP_REASONS)
 def test_fire_records_any_known_reason(reason):
     criteria = EarlyTerminationCriteria()
     assert criteria.fire(reason) is True
@@ -138,7 +139,7 @@ def test_an_unknown_reason_is_rejected_and_changes_nothing():
 
 
 @settings(max_examples=50, deadline=None)
-@given(st.lists(st.sampled_from(REASONS), min_size=1, max_size=8))
+@given(st.lists(st.sampled_from(STOP_REASONS), min_size=1, max_size=8))
 def test_property_exactly_the_first_fired_reason_wins(reasons):
     criteria = EarlyTerminationCriteria()
     outcomes = [criteria.fire(reason) for reason in reasons]

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from technic_panel.data.base import SNAPSHOT_COLUMNS, UNIVERSE_COLUMNS, Bars, DataError
+from technic_panel.vocabulary import require
 
 SECTORS: dict[str, tuple[str, ...]] = {
     "Information Technology": ("Software", "Semiconductors", "IT Services", "Hardware"),
@@ -52,14 +53,16 @@ class SyntheticSource:
 
     def __init__(self, symbols: int = 5000, *, seed: int = 42, bars: int = 504,
                  latency_ms: float = 0.0, error_rate: float = 0.0) -> None:
-        _check("symbols", symbols, _is_int(symbols) and 1 <= symbols <= 100_000,
-               "an integer in [1, 100000]")
-        _check("bars", bars, _is_int(bars) and 30 <= bars <= 5000, "an integer in [30, 5000]")
-        _check("seed", seed, _is_int(seed) and 0 <= seed < 2**32, "an integer in [0, 2**32)")
-        _check("latency_ms", latency_ms, _is_real(latency_ms) and 0 <= latency_ms <= 60_000,
-               "a number in [0, 60000]")
-        _check("error_rate", error_rate, _is_real(error_rate) and 0 <= error_rate <= 1,
-               "a number in [0, 1]")
+        require("SyntheticSource", "symbols", symbols, "an integer in [1, 100000]",
+                _is_int(symbols) and 1 <= symbols <= 100_000)
+        require("SyntheticSource", "bars", bars, "an integer in [30, 5000]",
+                _is_int(bars) and 30 <= bars <= 5000)
+        require("SyntheticSource", "seed", seed, "an integer in [0, 2**32)",
+                _is_int(seed) and 0 <= seed < 2**32)
+        require("SyntheticSource", "latency_ms", latency_ms, "a number in [0, 60000]",
+                _is_real(latency_ms) and 0 <= latency_ms <= 60_000)
+        require("SyntheticSource", "error_rate", error_rate, "a number in [0, 1]",
+                _is_real(error_rate) and 0 <= error_rate <= 1)
         self.symbols, self.seed, self.n_bars = int(symbols), int(seed), int(bars)
         self.latency_ms, self.error_rate = float(latency_ms), float(error_rate)
         self._lock = threading.Lock()
@@ -139,10 +142,6 @@ def _is_real(value: object) -> bool:
     return isinstance(value, int | float | np.integer | np.floating) and not isinstance(
         value, bool)
 
-
-def _check(field: str, value: float, ok: bool, rule: str) -> None:
-    if not ok:
-        raise ValueError(f"SyntheticSource.{field} must be {rule}, not {value!r}")
 
 
 def _unit_hash(seed: int, symbol: str) -> float:

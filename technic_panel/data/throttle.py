@@ -20,6 +20,7 @@ from typing import TypeVar
 import pandas as pd
 
 from technic_panel.data.base import Bars, DataSource, TransientDataError
+from technic_panel.vocabulary import require
 
 logger = logging.getLogger(__name__)
 
@@ -28,10 +29,6 @@ T = TypeVar("T")
 JITTER = 0.1
 """Each backoff delay is stretched by a random share in [0, JITTER) to spread retries out."""
 
-
-def _check(owner: str, field: str, value: float, ok: bool, rule: str) -> None:
-    if not ok:
-        raise ValueError(f"{owner}.{field} must be {rule}, not {value!r}")
 
 
 class RateLimiter:
@@ -46,8 +43,8 @@ class RateLimiter:
     def __init__(self, rate: float, burst: int = 1, *,
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], object] = time.sleep) -> None:
-        _check("RateLimiter", "rate", rate, rate > 0, "> 0")
-        _check("RateLimiter", "burst", burst, burst >= 1, ">= 1")
+        require("RateLimiter", "rate", rate, "> 0", rate > 0)
+        require("RateLimiter", "burst", burst, ">= 1", burst >= 1)
         self.rate, self.burst = float(rate), int(burst)
         self._clock, self._sleep = clock, sleep
         self._lock = threading.Lock()
@@ -96,9 +93,9 @@ def retry(fn: Callable[[], T], *, attempts: int = 4, backoff: float = 0.2,
     error is re-raised when every attempt failed; any other exception
     propagates at once.
     """
-    _check("retry", "attempts", attempts, attempts >= 1, ">= 1")
-    _check("retry", "backoff", backoff, backoff >= 0, ">= 0")
-    _check("retry", "max_backoff", max_backoff, max_backoff >= 0, ">= 0")
+    require("retry", "attempts", attempts, ">= 1", attempts >= 1)
+    require("retry", "backoff", backoff, ">= 0", backoff >= 0)
+    require("retry", "max_backoff", max_backoff, ">= 0", max_backoff >= 0)
     for attempt in range(1, attempts):
         try:
             return fn()
@@ -127,11 +124,11 @@ class ThrottledSource:
         if not isinstance(source, DataSource):
             raise TypeError(f"{owner}.source must be a DataSource (name, universe, snapshot, "
                             f"history, bars), not {source!r}")
-        _check(owner, "requests_per_second", requests_per_second, requests_per_second > 0, "> 0")
-        _check(owner, "burst", burst, burst >= 1, ">= 1")
-        _check(owner, "attempts", attempts, attempts >= 1, ">= 1")
-        _check(owner, "backoff", backoff, backoff >= 0, ">= 0")
-        _check(owner, "max_backoff", max_backoff, max_backoff >= 0, ">= 0")
+        require(owner, "requests_per_second", requests_per_second, "> 0", requests_per_second > 0)
+        require(owner, "burst", burst, ">= 1", burst >= 1)
+        require(owner, "attempts", attempts, ">= 1", attempts >= 1)
+        require(owner, "backoff", backoff, ">= 0", backoff >= 0)
+        require(owner, "max_backoff", max_backoff, ">= 0", max_backoff >= 0)
         self.source = source
         self.name = source.name
         self.requests_per_second, self.burst = float(requests_per_second), int(burst)

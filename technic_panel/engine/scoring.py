@@ -36,13 +36,7 @@ import math
 
 import param
 
-SIGNALS = ("STRONG_BUY", "BUY", "HOLD", "SELL", "STRONG_SELL")
-COMPONENTS = ("trend", "momentum", "volume", "volatility", "breakout")
-SCORE_COLUMNS = (
-    "tech_rating", "alpha_score", "signal", "side", "entry", "stop", "target", "reward_risk",
-    *(f"score_{name}" for name in COMPONENTS),
-)
-"""Columns :meth:`Strategy.score` returns."""
+from technic_panel.vocabulary import SCORE_COMPONENTS
 
 
 def squash(x: float) -> float:
@@ -115,7 +109,7 @@ class Strategy(param.Parameterized):
 
     def validate(self) -> Strategy:
         """Check the rules that span several parameters; raise ``ValueError`` naming them."""
-        if sum(getattr(self, f"w_{name}") for name in COMPONENTS) <= 0:
+        if sum(getattr(self, f"w_{name}") for name in SCORE_COMPONENTS) <= 0:
             raise ValueError("Strategy weights w_trend..w_breakout must not all be 0")
         order = [self.strong_sell, self.sell, self.buy, self.strong_buy]
         if order != sorted(order) or len(set(order)) < 4:

@@ -28,13 +28,12 @@ import panel as pn
 import param
 from bokeh.models import ColumnDataSource, Model
 
-from technic_panel import charts
 from technic_panel.config import ScanConfig
-from technic_panel.controller import ScanController
 from technic_panel.data import DataError
-from technic_panel.manager import TooManyScans, UnknownScan, source_for
-from technic_panel.messages import PRIORITY_TIERS
-from technic_panel.scoring import SIGNALS
+from technic_panel.streaming.manager import TooManyScans, UnknownScan, source_for
+from technic_panel.ui import charts
+from technic_panel.ui.controller import ScanController
+from technic_panel.vocabulary import ACTIVE_STATUSES, PRIORITY_TIERS, SIGNALS
 
 SETTING_GROUPS = {
     "Universe": ("source", "path", "symbols", "seed", "sectors", "min_price",
@@ -286,7 +285,7 @@ class Dashboard(param.Parameterized):
         self._progress.max = max(c.total, 1)  # first: value's bounds follow max
         self._progress.value = min(c.processed, self._progress.max)
         self._counts.data = charts.signal_counts_data(c.signal_counts)
-        active = c.status in ("running", "paused", "stopping")
+        active = c.status in ACTIVE_STATUSES
         self._start.disabled = active
         self._stop.disabled = c.status not in ("running", "paused")
         self._pause.disabled = c.status not in ("running", "paused")
@@ -327,7 +326,7 @@ class Dashboard(param.Parameterized):
         """Toast new STRONG_BUYs: at most one toast per update and per TOAST_INTERVAL."""
         self._pending_toast.extend(symbols)
         now = time.monotonic()
-        ended = self.controller.status in ("finished", "failed")
+        ended = self.controller.status not in ACTIVE_STATUSES | {"idle"}
         if self._pending_toast and (ended or now - self._last_toast >= TOAST_INTERVAL):
             symbols, self._pending_toast, self._last_toast = self._pending_toast, [], now
             more = f" and {len(symbols) - 3} more" if len(symbols) > 3 else ""

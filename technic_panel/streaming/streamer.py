@@ -11,7 +11,7 @@ SSE and WebSocket clients, the CLI) read at their own pace: they poll a cursor w
 Mechanics
 ---------
 **Numbering.** A message takes the scan's next ``seq`` (1, 2, 3, ..., no gaps) when it is
-added; :func:`~technic_panel.messages.envelope` builds its metadata. Data is made
+added; :func:`~technic_panel.streaming.contract.envelope` builds its metadata. Data is made
 JSON-safe and validated first, so invalid data raises ``MessageError`` and takes no seq.
 
 **Dedup.** A symbol's first result is a ``result``; a later one whose content differs
@@ -71,7 +71,8 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from technic_panel.messages import envelope, json_safe, make_message, validate_data
+from technic_panel.streaming.contract import envelope, json_safe, make_message, validate_data
+from technic_panel.vocabulary import require
 
 logger = logging.getLogger(__name__)
 
@@ -90,10 +91,6 @@ class StreamEnded(Exception):
 def _is_int(value: Any, low: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= low
 
-
-def _require(owner: str, name: str, value: Any, expected: str, ok: bool) -> None:
-    if not ok:
-        raise ValueError(f"{owner}.{name} must be {expected}, not {value!r}")
 
 
 def _checked(type_: str, data: Mapping) -> dict:
@@ -148,14 +145,14 @@ class ResultStreamer:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         owner = "ResultStreamer"
-        _require(owner, "scan_id", scan_id, "a non-empty string",
-                 isinstance(scan_id, str) and scan_id != "")
-        _require(owner, "batch_size", batch_size, "an integer >= 1", _is_int(batch_size, 1))
-        _require(owner, "flush_interval", flush_interval, "a finite number >= 0",
-                 isinstance(flush_interval, int | float) and not isinstance(flush_interval, bool)
+        require(owner, "scan_id", scan_id, "a non-empty string",
+                isinstance(scan_id, str) and scan_id != "")
+        require(owner, "batch_size", batch_size, "an integer >= 1", _is_int(batch_size, 1))
+        require(owner, "flush_interval", flush_interval, "a finite number >= 0",
+                isinstance(flush_interval, int | float) and not isinstance(flush_interval, bool)
                  and math.isfinite(flush_interval) and flush_interval >= 0)
-        _require(owner, "max_retained", max_retained, "an integer >= 1", _is_int(max_retained, 1))
-        _require(owner, "clock", clock, "callable", callable(clock))
+        require(owner, "max_retained", max_retained, "an integer >= 1", _is_int(max_retained, 1))
+        require(owner, "clock", clock, "callable", callable(clock))
         self.scan_id = scan_id
         self.batch_size = batch_size
         self.flush_interval = flush_interval
@@ -324,8 +321,8 @@ class ResultStreamer:
         ValueError
             If ``seq`` is not an integer in [0, last_seq] or ``limit`` is not ``None`` or >= 1.
         """
-        _require("ResultStreamer.messages_since", "limit", limit, "None or an integer >= 1",
-                 limit is None or _is_int(limit, 1))
+        require("ResultStreamer.messages_since", "limit", limit, "None or an integer >= 1",
+                limit is None or _is_int(limit, 1))
         with self._lock:
             self._check_cursor_locked("seq", seq)
             return self._read_locked(seq, limit)
@@ -347,8 +344,8 @@ class ResultStreamer:
 
     def _check_cursor_locked(self, name: str, value: Any) -> None:
         self._flush_if_due_locked()
-        _require("ResultStreamer", name, value, f"an integer in [0, last_seq={self._last_seq}]",
-                 _is_int(value, 0) and value <= self._last_seq)
+        require("ResultStreamer", name, value, f"an integer in [0, last_seq={self._last_seq}]",
+                _is_int(value, 0) and value <= self._last_seq)
 
     def _append_locked(self, type_: str, content: dict, *, urgent: bool = False) -> int:
         seq = self._next_seq
@@ -450,8 +447,8 @@ class Subscription:
 
         Returns ``[]`` on timeout; raises :class:`StreamEnded` once the stream is over.
         """
-        _require("Subscription.get_batch", "max_items", max_items, "None or an integer >= 1",
-                 max_items is None or _is_int(max_items, 1))
+        require("Subscription.get_batch", "max_items", max_items, "None or an integer >= 1",
+                max_items is None or _is_int(max_items, 1))
         return self._read(timeout, max_items)
 
     def close(self) -> None:

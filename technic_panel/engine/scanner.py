@@ -1,6 +1,6 @@
 """The scanner: runs a universe through an executor and emits each symbol as it completes.
 
-Mechanics: the universe is ordered by :func:`~technic_panel.prioritize.prioritize`,
+Mechanics: the universe is ordered by :func:`~technic_panel.engine.prioritize.prioritize`,
 cut into chunks that start at one symbol (so the first result comes at once)
 and double up to the executor's ``chunk_limit``, and at most ``2 * workers``
 chunks are in flight. Workers' done-callbacks only put the finished future on
@@ -26,14 +26,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from technic_panel.config import RESULT_COLUMNS
 from technic_panel.data.base import DataSource
-from technic_panel.executors import ScanExecutor, ScanJob, make_executor
-from technic_panel.expressions import FilterExpression
-from technic_panel.lifecycle import in_daemon_thread
-from technic_panel.messages import MessageError, SafeData, validate_data
-from technic_panel.prioritize import prioritize
-from technic_panel.scoring import Strategy
+from technic_panel.engine.executors import ScanExecutor, ScanJob, make_executor
+from technic_panel.engine.expressions import FilterExpression
+from technic_panel.engine.prioritize import prioritize
+from technic_panel.engine.scoring import Strategy
+from technic_panel.engine.workers import in_daemon_thread
+from technic_panel.vocabulary import RESULT_COLUMNS, SafeData
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +74,7 @@ class Scanner:
     source
         Where prices come from.
     strategy
-        Scoring rules (default :class:`~technic_panel.scoring.Strategy`).
+        Scoring rules (default :class:`~technic_panel.engine.scoring.Strategy`).
     executor
         ``"thread"``, ``"process"``, ``"dask"`` or a :class:`ScanExecutor`.
     filter
@@ -88,6 +87,9 @@ class Scanner:
         Screen the universe before the scan: only these sectors (empty: all), a
         last close and a 20-day average dollar volume at least this high. Symbols
         whose price is unknown stay in, so their failure is reported.
+    check_result
+        Called with each assembled result; a ``ValueError`` it raises (the streaming
+        core passes its message contract) turns the result into that symbol's error.
     """
 
     def __init__(self, source: DataSource, strategy: Strategy | None = None, *,
@@ -96,8 +98,10 @@ class Scanner:
                  previous_ratings: pd.Series | None = None,
                  symbols: Sequence[str] | None = None, sectors: Sequence[str] = (),
                  min_price: float = 0.0, min_dollar_volume: float = 0.0,
-                 batch_size: int = 50) -> None:
+                 batch_size: int = 50,
+                 check_result: Callable[[dict], None] | None = None) -> None:
         self.source = source
+        self.check_result = check_result
         self.scorer = (strategy or Strategy()).scorer()
         self.executor = (executor if isinstance(executor, ScanExecutor)
                          else make_executor(executor, workers, scheduler,
@@ -277,15 +281,16 @@ class Scanner:
     def _event(self, context: _Context, symbol: str, ok: bool, row: dict) -> ScanEvent | None:
         """Return the event of one outcome, or None if the filter drops it.
 
-        A result that breaks the message contract becomes this symbol's ``error``, whose
-        message names the symbol, the field, the rule and the value, so no result leaves
-        the scanner that :func:`~technic_panel.messages.validate_data` would refuse.
+        A result that ``check_result`` refuses becomes this symbol's ``error``, whose
+        message names the symbol and what the check said (the field, the rule and the
+        value), so no result leaves the scanner that the message contract would refuse.
         """
         if ok:
             data = self._result_data(context, symbol, row)
             try:
-                validate_data("result", data)
-            except MessageError as exc:
+                if self.check_result is not None:
+                    self.check_result(data)
+            except ValueError as exc:
                 ok, row = False, _contract_error(symbol, exc)
             else:
                 if self.filter is not None and not self.filter(data):
@@ -313,7 +318,7 @@ class Scanner:
         return data
 
 
-def _contract_error(symbol: str, exc: MessageError) -> dict[str, str]:
+def _contract_error(symbol: str, exc: ValueError) -> dict[str, str]:
     """Return the error row of a result that breaks the message contract (say, its symbol)."""
     message = f"the result for symbol {symbol!r} breaks the message contract: {exc}"
     log.warning("%s", message)

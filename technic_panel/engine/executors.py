@@ -19,15 +19,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from technic_panel.data.base import DataError, DataSource
-from technic_panel.indicators import latest_indicators
-from technic_panel.lifecycle import (
+from technic_panel.engine.indicators import latest_indicators
+from technic_panel.engine.scoring import Scorer
+from technic_panel.engine.workers import (
     DASK_TIMEOUT,
     close_shared_workers,  # noqa: F401 - tests, notebooks and benchmarks import it here
     dask_clients,
     in_daemon_thread,
     process_pool,
 )
-from technic_panel.scoring import Scorer
 
 log = logging.getLogger(__name__)
 
@@ -128,9 +128,9 @@ class ProcessExecutor(ScanExecutor):
 
     The job travels with each chunk: it pickles to a few hundred bytes (sources
     drop their caches), and the synthetic universe is cached per worker process.
-    The pool is sized for ``workers`` (capped by :func:`~technic_panel.lifecycle.
+    The pool is sized for ``workers`` (capped by :func:`~technic_panel.engine.workers.
     set_process_limit`) unless another scan is attached to it; see
-    :mod:`technic_panel.lifecycle`.
+    :mod:`technic_panel.engine.workers`.
     """
 
     kind = "process"
@@ -163,7 +163,7 @@ class DaskExecutor(ScanExecutor):
     The job is scattered to every worker once per scan. Every wait on the cluster
     (connecting, scattering, gathering a chunk's outcomes) ends within ``timeout``
     seconds; submitting only queues a message. The LocalCluster (loopback only, no
-    dashboard) and the clients are shared by every scan; see :mod:`technic_panel.lifecycle`.
+    dashboard) and the clients are shared by every scan; see :mod:`technic_panel.engine.workers`.
     """
 
     kind = "dask"

@@ -19,7 +19,6 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-TIERS = ("high", "medium", "low")
 TIER_SHARES = (0.10, 0.30)
 """Shares of the ordered universe in the ``high`` and ``medium`` tiers; the rest is ``low``."""
 

@@ -43,7 +43,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketClosedError, websocket_connect
 
-from technic_panel.client_sse import SSEParser, open_event_stream
+from technic_panel.client.sse import SSEParser, open_event_stream
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ become ``None``), so NaN never reaches JSON. :func:`validate_message` raises
 ...                          "tech_rating": 85.2, "alpha_score": 1.5})
 Traceback (most recent call last):
 ...
-technic_panel.messages.MessageError: message.data.alpha_score must be a number in [0, 1], not 1.5
+MessageError: message.data.alpha_score must be a number in [0, 1], not 1.5
 """
 
 from __future__ import annotations
@@ -32,32 +32,19 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-MESSAGE_TYPES = ("result", "update", "progress", "error", "final")
-"""Every ``type`` a message may have."""
-
-SIGNALS = ("STRONG_BUY", "BUY", "HOLD", "SELL", "STRONG_SELL")
-"""Every ``signal`` a result may have, strongest buy first."""
-
-PRIORITY_TIERS = ("high", "medium", "low")
-"""Every ``priority_tier`` a result may have."""
-
-FINAL_STATUSES = ("completed", "stopped", "terminated", "failed")
-"""Every ``status`` the summary of a ``final`` message may have."""
+from technic_panel.vocabulary import (
+    FINAL_STATUSES,
+    MESSAGE_TYPES,
+    PRIORITY_TIERS,
+    SIGNALS,
+    SafeData,
+)
 
 _TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{3})?Z")
 
 
 class MessageError(ValueError):
     """A message, or the data for one, breaks the contract; the text names the field."""
-
-
-class SafeData(dict):
-    """A flat dict its producer guarantees JSON-safe: str keys, finite floats, plain values.
-
-    The scanner builds its events' data this way, so :func:`json_safe` copies it
-    without checking each value again. Should a producer break the promise,
-    :func:`to_json` still refuses NaN, so it can never reach JSON.
-    """
 
 
 def utc_timestamp(now: datetime | None = None) -> str:

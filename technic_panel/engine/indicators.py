@@ -15,32 +15,13 @@ import pandas as pd
 import talib
 
 from technic_panel.data.base import Bars, DataError
+from technic_panel.vocabulary import INDICATOR_COLUMNS
 
 MIN_BARS = 200
 """Bars needed before every indicator has a value (SMA 200 is the longest look-back)."""
 
 YEAR = 252
 """Trading days in a year: the 52-week window."""
-
-INDICATOR_COLUMNS = (
-    "close", "change_pct", "volume",
-    "rsi_14", "macd", "macd_signal", "macd_hist",
-    "sma_20", "sma_50", "sma_200", "ema_20",
-    "atr_14", "atr_pct", "adx_14",
-    "bb_upper", "bb_middle", "bb_lower", "bb_pct_b",
-    "obv_slope", "roc_5", "roc_21", "roc_63",
-    "dist_high_20", "dist_high_52w", "range_pos_52w",
-    "rel_volume", "avg_dollar_volume_20",
-)
-"""Every indicator :func:`latest_indicators` returns; filter expressions may use them all.
-
-``atr_pct``, ``roc_*``, ``dist_high_*`` and ``change_pct`` are percentages;
-``bb_pct_b`` and ``range_pos_52w`` are positions in [0, 1] (``bb_pct_b`` may
-leave it); ``obv_slope`` is the 20-day regression slope of OBV as a fraction of
-the mean daily volume; ``rel_volume`` is today's volume over the mean of the
-20 days before it.
-"""
-
 
 class InsufficientBars(DataError):
     """A symbol has too few bars for the indicators' look-back."""

@@ -30,8 +30,8 @@ from bokeh.plotting import figure
 from bokeh.transform import factor_cmap
 
 from technic_panel.data import DataSource
-from technic_panel.indicators import indicator_frame
-from technic_panel.scoring import SIGNALS
+from technic_panel.engine.indicators import indicator_frame
+from technic_panel.vocabulary import SIGNALS
 
 SIGNAL_COLORS = {"STRONG_BUY": "#1a9850", "BUY": "#91cf60", "HOLD": "#9e9e9e",
                  "SELL": "#fc8d59", "STRONG_SELL": "#d73027"}

@@ -1,4 +1,4 @@
-"""The Server-Sent Events side of :class:`~technic_panel.client.ScanClient`.
+"""The Server-Sent Events side of :class:`~technic_panel.client.scan_client.ScanClient`.
 
 :class:`SSEParser` reads events as the EventSource standard does: any line ending,
 comments (the server's ``: keep-alive``), multi-line ``data``, and chunks split anywhere,

@@ -1,6 +1,6 @@
 """The stream handlers: Server-Sent Events and WebSocket, each a cursor into a scan's log.
 
-A handler holds a :class:`~technic_panel.streaming.Subscription`: a cursor into the scan's
+A handler holds a :class:`~technic_panel.streaming.streamer.Subscription`: a cursor into the scan's
 bounded log, not a queue. It takes what is published without waiting
 (``get_batch(timeout=0)``), writes it, and awaits the flush (or every WebSocket write)
 before it reads on, so a slow client only lets its own cursor lag and never slows the
@@ -27,7 +27,7 @@ from urllib.parse import urlparse
 from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
-from technic_panel.api_base import (
+from technic_panel.api.base import (
     DIGITS,
     APIError,
     APIHandler,
@@ -35,9 +35,9 @@ from technic_panel.api_base import (
     error_envelope,
     parse_json,
 )
-from technic_panel.manager import UnknownScan
 from technic_panel.policy import ServerPolicy
-from technic_panel.streaming import StreamEnded, Subscription
+from technic_panel.streaming.manager import UnknownScan
+from technic_panel.streaming.streamer import StreamEnded, Subscription
 
 log = logging.getLogger(__name__)
 

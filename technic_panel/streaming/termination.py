@@ -20,10 +20,7 @@ import math
 import threading
 from collections.abc import Callable, Iterable, Mapping
 
-from technic_panel.messages import SIGNALS
-
-REASONS = ("max_signals", "max_fraction", "timeout", "manual", "inactive")
-"""Every reason a criterion can give."""
+from technic_panel.vocabulary import SIGNALS, STOP_REASONS, require
 
 
 class EarlyTerminationCriteria:
@@ -38,16 +35,14 @@ class EarlyTerminationCriteria:
         if unknown or not self.quality_signals:
             raise ValueError(f"{owner}.quality_signals must be a non-empty subset of "
                              f"{', '.join(SIGNALS)}, not {sorted(self.quality_signals)}")
-        _check(owner, "max_signals", max_signals,
-               max_signals is None or (_is_number(max_signals, int) and max_signals >= 1),
-               "an integer >= 1")
-        _check(owner, "min_rating", min_rating,
-               _is_number(min_rating, int | float) and 0 <= min_rating <= 100,
-               "a number in [0, 100]")
-        _check(owner, "max_fraction", max_fraction,
-               max_fraction is None or 0 < max_fraction <= 1, "in (0, 1]")
-        _check(owner, "timeout", timeout,
-               timeout is None or (math.isfinite(timeout) and timeout > 0), "finite and > 0")
+        require(owner, "max_signals", max_signals, "an integer >= 1",
+                max_signals is None or (_is_number(max_signals, int) and max_signals >= 1))
+        require(owner, "min_rating", min_rating, "a number in [0, 100]",
+                _is_number(min_rating, int | float) and 0 <= min_rating <= 100)
+        require(owner, "max_fraction", max_fraction, "in (0, 1]",
+                max_fraction is None or 0 < max_fraction <= 1)
+        require(owner, "timeout", timeout, "finite and > 0",
+                timeout is None or (math.isfinite(timeout) and timeout > 0))
         self.max_signals, self.min_rating = max_signals, min_rating
         self.max_fraction, self.timeout = max_fraction, timeout
         self.quality_count = 0
@@ -91,9 +86,9 @@ class EarlyTerminationCriteria:
 
     def fire(self, reason: str) -> bool:
         """Record ``reason`` unless another already fired; return whether this one won."""
-        if reason not in REASONS:
+        if reason not in STOP_REASONS:
             raise ValueError(f"EarlyTerminationCriteria reason must be one of "
-                             f"{', '.join(REASONS)}, not {reason!r}")
+                             f"{', '.join(STOP_REASONS)}, not {reason!r}")
         with self._lock:
             if self.reason is not None:
                 return False
@@ -128,7 +123,3 @@ class EarlyTerminationCriteria:
 def _is_number(value: object, kind: type | tuple) -> bool:
     return isinstance(value, kind) and not isinstance(value, bool)
 
-
-def _check(owner: str, field: str, value: object, ok: bool, rule: str) -> None:
-    if not ok:
-        raise ValueError(f"{owner}.{field} must be {rule}, not {value!r}")

@@ -4,7 +4,7 @@ With ``TECHNIC_API_TOKEN`` set (the operator's :class:`~technic_panel.policy.Ser
 the page, its Bokeh WebSocket and every other route Bokeh guards need the token the API
 needs::
 
-    panel serve app.py --plugins technic_panel.serve --auth-module technic_panel/auth.py \
+    panel serve app.py --plugins technic_panel.api.serve --auth-module technic_panel/api/auth.py \
         --exclude-headers=Cookie --exclude-cookies=technic_dashboard
 
 Unset, :func:`get_user` lets everyone in and no login is asked for.

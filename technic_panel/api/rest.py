@@ -1,14 +1,14 @@
 """The HTTP API: start, watch and stop scans over REST, Server-Sent Events and WebSocket.
 
-Mount it beside the dashboard with ``panel serve app.py --plugins technic_panel.serve``:
+Mount it beside the dashboard with ``panel serve app.py --plugins technic_panel.api.serve``:
 Panel adds :data:`ROUTES`, whose handlers share the process-wide
-:func:`~technic_panel.manager.default_manager` with the dashboard sessions. Or run it
+:func:`~technic_panel.streaming.manager.default_manager` with the dashboard sessions. Or run it
 alone (tests, notebooks) with :func:`make_app`. ``docs/api.md`` describes the endpoints
-for people, ``GET /openapi.json`` (:mod:`technic_panel.openapi`) for machines.
+for people, ``GET /openapi.json`` (:mod:`technic_panel.api.openapi`) for machines.
 
-This module holds the REST handlers and the routes; :mod:`technic_panel.api_base` the
+This module holds the REST handlers and the routes; :mod:`technic_panel.api.base` the
 shape every handler shares (options, token, error envelope) and
-:mod:`technic_panel.api_streams` the SSE and WebSocket handlers and how they deliver.
+:mod:`technic_panel.api.streams` the SSE and WebSocket handlers and how they deliver.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from urllib.parse import quote
 
 from tornado.web import Application
 
-from technic_panel import auth
-from technic_panel.api_base import (
+from technic_panel.api import auth
+from technic_panel.api.base import (
     API_TOKEN_ENV,
     HEARTBEAT_INTERVAL,
     MAX_BODY_BYTES,
@@ -31,11 +31,11 @@ from technic_panel.api_base import (
     NotFoundHandler,
     error_envelope,
 )
-from technic_panel.api_streams import EventsHandler, ResultsSocket
+from technic_panel.api.openapi import openapi_spec
+from technic_panel.api.streams import EventsHandler, ResultsSocket
 from technic_panel.config import ConfigError
-from technic_panel.manager import StreamManager, TooManyScans, UnknownScan
-from technic_panel.openapi import openapi_spec
 from technic_panel.policy import ServerPolicy
+from technic_panel.streaming.manager import StreamManager, TooManyScans, UnknownScan
 
 __all__ = ["API_TOKEN_ENV", "ROUTES", "APIError", "APIOptions", "error_envelope", "make_app",
            "routes"]
@@ -137,7 +137,7 @@ class OpenAPIHandler(APIHandler):
     """``GET /openapi.json``: the OpenAPI 3.1 description of this API."""
 
     def get(self) -> None:
-        """Answer with :func:`~technic_panel.openapi.openapi_spec`."""
+        """Answer with :func:`~technic_panel.api.openapi.openapi_spec`."""
         self.send_json(openapi_spec())
 
 
@@ -162,7 +162,7 @@ def routes(options: APIOptions | None = None) -> list[tuple[str, type, dict[str,
 
 
 ROUTES = routes()
-"""The routes ``panel serve --plugins technic_panel.serve`` mounts, on the default manager."""
+"""The routes ``panel serve --plugins technic_panel.api.serve`` mounts, on the default manager."""
 auth.install()  # the access log never shows a ?token=, for the API as for the dashboard
 
 
@@ -175,7 +175,7 @@ def make_app(manager: StreamManager | None = None, token: str | None = None, *,
     Parameters
     ----------
     manager
-        The scans' manager; default :func:`~technic_panel.manager.default_manager`.
+        The scans' manager; default :func:`~technic_panel.streaming.manager.default_manager`.
     token
         The bearer token requests must carry; default ``TECHNIC_API_TOKEN``, read at
         request time (unset or empty: no token needed).

@@ -2,7 +2,7 @@
 
 Each :meth:`StreamManager.start_stream` validates the settings, then runs the
 scan in its own thread (``technic-scan-<id>``) into a fresh
-:class:`~technic_panel.streaming.ResultStreamer`: results, errors, a
+:class:`~technic_panel.streaming.streamer.ResultStreamer`: results, errors, a
 ``progress`` message at most every ``progress_interval`` seconds, and exactly
 one ``final``. Early-termination criteria are checked on every result and by
 their timer; :meth:`stop_stream` is the manual one.
@@ -37,11 +37,13 @@ from typing import Any
 
 from technic_panel.config import ScanConfig
 from technic_panel.data import DataSource, FileSource, SampleSource, SyntheticSource
+from technic_panel.engine.scanner import ScanEvent, Scanner, ScanSummary
+from technic_panel.engine.scoring import Strategy
 from technic_panel.policy import ServerPolicy
-from technic_panel.scanner import ScanEvent, Scanner, ScanSummary
-from technic_panel.scoring import SIGNALS, Strategy
-from technic_panel.streaming import ResultStreamer, Subscription
-from technic_panel.termination import EarlyTerminationCriteria
+from technic_panel.streaming.contract import validate_data
+from technic_panel.streaming.streamer import ResultStreamer, Subscription
+from technic_panel.streaming.termination import EarlyTerminationCriteria
+from technic_panel.vocabulary import SIGNALS
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +140,7 @@ class StreamManager:
         Most messages all held scans keep together (None: no budget); finished,
         unwatched scans are dropped, oldest first, to stay within it.
     batch_size, flush_interval, max_retained
-        Passed to each scan's :class:`~technic_panel.streaming.ResultStreamer`.
+        Passed to each scan's :class:`~technic_panel.streaming.streamer.ResultStreamer`.
     progress_interval
         Least seconds between two ``progress`` messages of a scan.
     clock
@@ -184,7 +186,7 @@ class StreamManager:
         config
             The scan's settings.
         strategy
-            Scoring rules (default :class:`~technic_panel.scoring.Strategy`).
+            Scoring rules (default :class:`~technic_panel.engine.scoring.Strategy`).
         policy
             The server's policy, for scans a remote client asks for (None: no limits).
         owner
@@ -310,7 +312,8 @@ class StreamManager:
                 self._source(config, policy), strategy, executor=config.executor,
                 workers=config.workers, scheduler=scheduler, filter=config.filter,
                 previous_ratings=self._ratings_for(config), sectors=config.sectors,
-                min_price=config.min_price, min_dollar_volume=config.min_dollar_volume)
+                min_price=config.min_price, min_dollar_volume=config.min_dollar_volume,
+                check_result=check_result)
             with self._lock:
                 record.scanner = scanner
             if record.criteria.reason is not None:
@@ -474,6 +477,11 @@ def source_for(config: ScanConfig, *, emulate_provider: bool = True,
         return SyntheticSource(config.symbols, seed=config.seed)
     return SyntheticSource(config.symbols, seed=config.seed, latency_ms=config.latency_ms,
                            error_rate=config.error_rate)
+
+
+def check_result(data: dict) -> None:
+    """Raise ``MessageError`` (a ValueError) if ``data`` breaks the contract of a result."""
+    validate_data("result", data)
 
 
 def _visible(record: ScanRecord, owner: str | None) -> bool:

@@ -1,7 +1,7 @@
 """The OpenAPI 3.1 description of the HTTP API (``GET /openapi.json``).
 
 Its schemas are JSON Schema 2020-12: ``Message`` mirrors the contract of
-:mod:`technic_panel.messages`, ``ScanConfig`` is generated from the Parameters of
+:mod:`technic_panel.streaming.contract`, ``ScanConfig`` is generated from the Parameters of
 :class:`~technic_panel.config.ScanConfig` (so the spec cannot drift from the validation),
 and ``Error`` is the one envelope every 4xx and 5xx answer carries.
 """
@@ -15,7 +15,7 @@ from typing import Any
 import param
 
 from technic_panel.config import ScanConfig
-from technic_panel.messages import FINAL_STATUSES, MESSAGE_TYPES, PRIORITY_TIERS, SIGNALS
+from technic_panel.vocabulary import FINAL_STATUSES, MESSAGE_TYPES, PRIORITY_TIERS, SIGNALS
 
 _REF = "#/components/schemas/"
 _COUNT = {"type": "integer", "minimum": 0}

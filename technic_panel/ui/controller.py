@@ -5,7 +5,7 @@ setting is one of its Parameters, named as the CLI flags, the API body and the U
 the scoring ``strategy``, the ``update_period`` and read-only outputs (``status``, ...).
 
 Mechanics: :meth:`~ScanController.start` has a
-:class:`~technic_panel.manager.StreamManager` run the scan in the manager's thread and
+:class:`~technic_panel.streaming.manager.StreamManager` run the scan in the manager's thread and
 subscribes to it. One periodic callback per controller
 (``pn.state.add_periodic_callback(self._drain, period=update_period)``) runs on the
 document's thread: it reads what has arrived with the non-blocking
@@ -37,10 +37,11 @@ import param
 from bokeh.models import ColumnDataSource
 
 from technic_panel.config import ScanConfig
-from technic_panel.manager import StreamManager, default_manager
+from technic_panel.engine.scoring import Strategy
 from technic_panel.policy import ServerPolicy
-from technic_panel.scoring import SIGNALS, Strategy
-from technic_panel.streaming import StreamEnded, Subscription
+from technic_panel.streaming.manager import StreamManager, default_manager
+from technic_panel.streaming.streamer import StreamEnded, Subscription
+from technic_panel.vocabulary import ACTIVE_STATUSES, SIGNALS, VIEW_STATUSES
 
 TABLE_COLUMNS = ("symbol", "sector", "signal", "tech_rating", "alpha_score", "price",
                  "change_pct", "priority_tier", "entry", "stop", "target")
@@ -53,10 +54,10 @@ NUMBER_COLUMNS = frozenset({"tech_rating", "alpha_score", "price", "change_pct",
 FIRST_DRAIN_MS = 25
 """A served scan is also drained once this soon after it starts, not a period later."""
 
-STATUSES = ("idle", "running", "paused", "stopping", "finished", "failed")
+STATUSES = VIEW_STATUSES
 """Every ``status`` a controller may have."""
 
-ACTIVE = frozenset({"running", "paused", "stopping"})
+ACTIVE = ACTIVE_STATUSES
 """Statuses of a controller whose scan has not sent its ``final`` yet."""
 
 RUN_POLL = 0.25
@@ -153,12 +154,12 @@ class ScanController(ScanConfig):
     Parameters
     ----------
     manager
-        Where scans run; default :func:`~technic_panel.manager.default_manager`.
+        Where scans run; default :func:`~technic_panel.streaming.manager.default_manager`.
     policy
         The server's :class:`~technic_panel.policy.ServerPolicy`, which every scan started
         here must keep to (the served dashboard); None (notebooks): no limits.
     owner
-        Whose scans these are (see :class:`~technic_panel.manager.StreamManager`): the
+        Whose scans these are (see :class:`~technic_panel.streaming.manager.StreamManager`): the
         scans started here belong to it, and only its scans can be watched.
     **params
         Initial values of the settings.
@@ -349,7 +350,7 @@ class ScanController(ScanConfig):
 
     def view(self, **template_options: Any) -> pn.viewable.Viewable:
         """Return the dashboard: a FastListTemplate when served, a plain layout in notebooks."""
-        from technic_panel.dashboard import Dashboard
+        from technic_panel.ui.dashboard import Dashboard
 
         dashboard = Dashboard(self)
         doc = pn.state.curdoc

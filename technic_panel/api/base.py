@@ -17,10 +17,10 @@ from typing import Any
 from tornado import httputil
 from tornado.web import HTTPError, MissingArgumentError, RequestHandler, stream_request_body
 
-from technic_panel.manager import ScanRecord, StreamManager, UnknownScan, default_manager
-from technic_panel.messages import to_json
 from technic_panel.policy import ServerPolicy
-from technic_panel.streaming import Subscription
+from technic_panel.streaming.contract import to_json
+from technic_panel.streaming.manager import ScanRecord, StreamManager, UnknownScan, default_manager
+from technic_panel.streaming.streamer import Subscription
 
 API_TOKEN_ENV = "TECHNIC_API_TOKEN"
 """Environment variable holding the bearer token, read at request time; unset: no auth."""
@@ -52,7 +52,7 @@ class APIError(HTTPError):
 
 @dataclass
 class APIOptions:
-    """What every handler of one application shares (see :func:`technic_panel.api.make_app`).
+    """What every handler of one application shares (see :func:`technic_panel.api.rest.make_app`).
 
     Not thread-safe (the :meth:`encode` cache): use it on the application's IOLoop only.
     """
