@@ -5,9 +5,11 @@ BIN = $(VENV)/bin
 STAMP = $(VENV)/.installed-stamp
 PORT ?= 5006
 ADDRESS ?= 127.0.0.1
-STREAMING_CORE = technic_panel/streaming/contract.py,technic_panel/streaming/streamer.py,technic_panel/streaming/termination.py,technic_panel/streaming/manager.py
+STREAMING_CORE = technic_panel/streaming/contract.py,technic_panel/streaming/jsonsafe.py,technic_panel/streaming/streamer.py,technic_panel/streaming/termination.py,technic_panel/streaming/run.py,technic_panel/streaming/manager.py,technic_panel/streaming/tally.py,technic_panel/streaming/subscription.py
 
-.PHONY: install serve test bench lint notebooks clean
+MYPY_PACKAGES = technic_panel/engine technic_panel/data technic_panel/streaming
+
+.PHONY: install serve test bench lint notebooks screenshot clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +26,7 @@ serve: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check technic_panel tests benchmarks app.py
+	$(BIN)/mypy $(MYPY_PACKAGES)
 	$(BIN)/python -m pytest --cov=technic_panel --cov-branch \
 		--cov-report=term-missing:skip-covered tests $(wildcard notebooks/*.ipynb) --nbval-lax
 	$(BIN)/coverage report --include='$(STREAMING_CORE)' --show-missing --fail-under=100
@@ -33,13 +36,20 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_stream.py
 	$(BIN)/python benchmarks/bench_api.py
 	$(BIN)/python benchmarks/bench_dashboard.py
+	$(BIN)/python benchmarks/bench_bokeh_ws.py
 	$(BIN)/python benchmarks/bench_memory.py
+
+# The README's picture: the browser test's screenshot, written to docs/ instead of a temp file.
+screenshot: $(STAMP)
+	TECHNIC_SCREENSHOT=docs/screenshot.png $(BIN)/python -m pytest -q -p no:cacheprovider \
+		tests/test_browser.py -k screenshot
 
 notebooks: $(STAMP)
 	$(BIN)/jupyter execute --inplace notebooks/*.ipynb
 
 lint: $(STAMP)
 	$(BIN)/ruff check technic_panel tests benchmarks app.py
+	$(BIN)/mypy $(MYPY_PACKAGES)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .coverage htmlcov

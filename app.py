@@ -18,9 +18,10 @@ import panel as pn
 from technic_panel.api.auth import DASHBOARD_OWNER
 from technic_panel.policy import ServerPolicy
 from technic_panel.ui.controller import ScanController
+from technic_panel.ui.dashboard import Dashboard
 
 pn.extension(notifications=True)
 
 policy = ServerPolicy.from_env()
 owner = DASHBOARD_OWNER if policy.tokens else None
-ScanController(policy=policy, owner=owner).view().servable(title="technic-panel")
+Dashboard(ScanController(policy=policy, owner=owner)).servable(title="technic-panel")

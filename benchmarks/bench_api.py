@@ -10,6 +10,7 @@ half over Server-Sent Events, half over WebSocket.
 from __future__ import annotations
 
 import asyncio
+import json
 import statistics
 import subprocess
 import sys
@@ -33,6 +34,8 @@ RUNS = 5
 PACED = {"symbols": 600, "latency_ms": 100, "workers": 6, "seed": 5}
 """About 60 results a second for 10 s: a provider-bound scan, as in production."""
 FAN_OUT = (1, 100, 200)
+CLIENT_PROCESSES = 2
+"""Processes the 100 and 200 streams are read in, so the clients are not the bottleneck."""
 CYCLES = 1000
 METHOD = f"""
 Method: the server runs in its own process (`make_app()` on 127.0.0.1); clients are
@@ -44,7 +47,10 @@ message) minus emission (`metadata.timestamp`, the wall-clock millisecond at whi
 scan thread added the message, truncated, so up to 1 ms is added), for every message
 emitted after all streams had received their first message, in a scan paced by emulated
 provider latency ({PACED['symbols']} symbols, {PACED['latency_ms']} ms each,
-{PACED['workers']} workers: about 60 results/s). *Memory*: the server process's resident
+{PACED['workers']} workers: about 60 results/s); one stream is read in this process, 100 and
+200 in {CLIENT_PROCESSES} reader processes (half each), and the CPU share (CPU seconds over
+wall seconds of the stream) of the server and of the busiest reader tells which side limits
+the p50. The SSE and WebSocket handlers set TCP_NODELAY. *Memory*: the server process's resident
 set (psutil) after 100 warm-up cycles and after {CYCLES:,} more; a cycle opens a stream on
 a finished 150-symbol scan, reads its first message and closes it.
 """
@@ -85,6 +91,10 @@ class Server:
         except requests.ConnectionError:
             return False
 
+    def cpu_seconds(self) -> float:
+        times = psutil.Process(self.process.pid).cpu_times()
+        return times.user + times.system
+
     def rss_mb(self) -> float:
         return psutil.Process(self.process.pid).memory_info().rss / 2**20
 
@@ -112,18 +122,48 @@ async def first_result(client: ScanClient) -> tuple[float, float]:
     return returned - posted, arrived - returned
 
 
-async def latency(client: ScanClient, streams: int) -> list[float]:
-    """Seconds from emission to receipt of every message once all streams are live."""
-    scan_id = await client.astart(PACED)
-    received: list[list[tuple[float, float]]] = [[] for _ in range(streams)]
+async def read_streams(client: ScanClient, scan_id: str, first: int,
+                       last: int) -> list[list[tuple[float, float]]]:
+    """Read streams ``first`` to ``last - 1`` (even: SSE, odd: WS) to their final."""
+    received: list[list[tuple[float, float]]] = [[] for _ in range(first, last)]
 
     async def read(k: int) -> None:
         async for message in client.astream(scan_id, via="ws" if k % 2 else "sse"):
-            received[k].append((emitted(message), time.time()))
+            received[k - first].append((emitted(message), time.time()))
 
-    await asyncio.gather(*(read(k) for k in range(streams)))
+    await asyncio.gather(*(read(k) for k in range(first, last)))
+    return received
+
+
+def reader(url: str, scan_id: str, first: int, last: int) -> None:
+    """A reader process: print its deliveries and CPU seconds per wall second as JSON."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    received = asyncio.run(read_streams(ScanClient(url), scan_id, first, last))
+    share = (time.process_time() - cpu) / (time.perf_counter() - wall)
+    print(json.dumps({"received": received, "cpu_share": share}))
+
+
+async def latency(client: ScanClient, server: Server, streams: int) -> dict:
+    """Seconds from emission to receipt once all streams are live, and the CPU shares."""
+    scan_id = await client.astart(PACED)
+    server_cpu, wall = server.cpu_seconds(), time.perf_counter()
+    if streams == 1:
+        cpu = time.process_time()
+        received = await read_streams(client, scan_id, 0, 1)
+        shares = [(time.process_time() - cpu) / (time.perf_counter() - wall)]
+    else:
+        cuts = [streams * i // CLIENT_PROCESSES for i in range(CLIENT_PROCESSES + 1)]
+        readers = [await asyncio.create_subprocess_exec(
+            sys.executable, __file__, "--read", client.url, scan_id, str(a), str(b),
+            stdout=asyncio.subprocess.PIPE) for a, b in zip(cuts, cuts[1:], strict=False)]
+        outputs = [json.loads((await r.communicate())[0]) for r in readers]
+        received = [stream for out in outputs for stream in out["received"]]
+        shares = [out["cpu_share"] for out in outputs]
+    server_share = (server.cpu_seconds() - server_cpu) / (time.perf_counter() - wall)
     live = max(per_stream[0][1] for per_stream in received)
-    return [got - sent for per_stream in received for sent, got in per_stream if sent >= live]
+    samples = [got - sent for per_stream in received for sent, got in per_stream
+               if sent >= live]
+    return {"samples": samples, "server_share": server_share, "client_share": max(shares)}
 
 
 async def cycles(client: ScanClient, scan_id: str, count: int) -> None:
@@ -141,7 +181,7 @@ async def measure(server: Server) -> dict:
     client = ScanClient(server.url)
     await first_result(client)
     firsts = [await first_result(client) for _ in range(RUNS)]
-    latencies = {streams: await latency(client, streams) for streams in FAN_OUT}
+    latencies = {streams: await latency(client, server, streams) for streams in FAN_OUT}
     scan_id = await client.astart({"symbols": 150})
     await cycles(client, scan_id, 100)
     before = server.rss_mb()
@@ -159,11 +199,16 @@ def main() -> None:
             f"| first result at the client after `POST /scan/stream` returns, 5,000-symbol "
             f"thread scan (median of {RUNS}; the POST itself took {figures['post'] * 1000:.1f}"
             f" ms) | {figures['first'] * 1000:.1f} ms | <= 50 ms |"]
-    for streams, samples in figures["latencies"].items():
+    for streams, run in figures["latencies"].items():
+        samples = run["samples"]
         target = "p99 <= 100 ms" if streams == max(FAN_OUT) else ""
+        where = "1 process" if streams == 1 else f"{CLIENT_PROCESSES} processes"
+        limit = "server" if run["server_share"] >= run["client_share"] else "client"
         rows.append(f"| stream latency, emission to client receipt, {streams} concurrent "
-                    f"stream{'s' if streams > 1 else ''} ({len(samples):,} deliveries): "
-                    f"p50 / p99 | {percentile(samples, 50) * 1000:.1f} / "
+                    f"stream{'s' if streams > 1 else ''} read in {where} "
+                    f"({len(samples):,} deliveries): p50 / p99 (CPU share server "
+                    f"{run['server_share']:.0%}, busiest reader {run['client_share']:.0%}: "
+                    f"the {limit} limits) | {percentile(samples, 50) * 1000:.1f} / "
                     f"{percentile(samples, 99) * 1000:.1f} ms | {target} |")
     rows.append(f"| server resident memory before / after {CYCLES:,} stream open/close "
                 f"cycles | {figures['before']:.0f} / {figures['after']:.0f} MB, "
@@ -174,5 +219,7 @@ def main() -> None:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--serve"]:
         serve(int(sys.argv[2]))
+    elif sys.argv[1:2] == ["--read"]:
+        reader(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
     else:
         main()

@@ -34,16 +34,15 @@ import signal
 import sys
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
 from typing import Any, NoReturn, TextIO
 
 import param
 
 from technic_panel.config import ScanConfig
-from technic_panel.streaming.contract import to_json
+from technic_panel.streaming.jsonsafe import to_json
 from technic_panel.streaming.manager import StreamManager
-from technic_panel.vocabulary import SIGNALS
+from technic_panel.streaming.tally import ScanTally
 
 log = logging.getLogger(__name__)
 
@@ -256,42 +255,18 @@ class _NdjsonView:
         """Nothing to add: the final was written with its batch."""
 
 
-class _ScanState:
-    """What the table shows, gathered from the messages: rows by symbol, progress, errors."""
+def _table(tally: ScanTally, count: int) -> list[str]:
+    """Return the header and the ``count`` rows with the highest tech_rating."""
+    top = sorted(tally.rows.values(), key=lambda row: (-row["tech_rating"], row["symbol"]))
+    return [_HEADER, *(_row_line(rank, row) for rank, row in enumerate(top[:count], 1))]
 
-    def __init__(self) -> None:
-        self.rows: dict[str, dict] = {}
-        self.scan_id = ""
-        self.processed = self.total = self.errors = 0
-        self.started = time.monotonic()
 
-    def add(self, msg: dict) -> None:
-        kind, data = msg["type"], msg["data"]
-        self.scan_id = msg["metadata"]["scan_id"]
-        if kind in ("result", "update"):
-            self.rows[data["symbol"]] = data
-        elif kind == "error":
-            self.errors += 1
-        if "total" in data:
-            self.processed, self.total = data["processed"], data["total"]
-        elif "total_processed" in data:
-            self.processed = data["total_processed"]
-            self.total = data["total_processed"] + data["total_remaining"]
-
-    def table(self, count: int) -> list[str]:
-        """Return the header and the ``count`` rows with the highest tech_rating."""
-        top = sorted(self.rows.values(), key=lambda row: (-row["tech_rating"], row["symbol"]))
-        return [_HEADER, *(_row_line(rank, row) for rank, row in enumerate(top[:count], 1))]
-
-    def dashboard(self, count: int, status: str) -> list[str]:
-        """Return the live view: title, progress bar, counts by signal, top ``count`` rows."""
-        elapsed = time.monotonic() - self.started
-        rate = self.processed / elapsed if elapsed > 0 else 0.0
-        signals = Counter(row["signal"] for row in self.rows.values())
-        counts = " | ".join(f"{name} {signals[name]}" for name in SIGNALS)
-        return [f"{PROG}  {self.scan_id}  {status}",
-                _progress_bar(self.processed, self.total, rate),
-                f"{counts} | errors {self.errors}", "", *self.table(count)]
+def _dashboard(tally: ScanTally, count: int, status: str) -> list[str]:
+    """Return the live view: title, progress bar, counts by signal, top ``count`` rows."""
+    counts = " | ".join(f"{name} {number}" for name, number in tally.signal_counts.items())
+    return [f"{PROG}  {tally.scan_id or ''}  {status}",
+            _progress_bar(tally.processed, tally.total, tally.pace().rate),
+            f"{counts} | errors {tally.errors}", "", *_table(tally, count)]
 
 
 class _TableView:
@@ -299,22 +274,21 @@ class _TableView:
 
     def __init__(self, out: TextIO, *, live: bool) -> None:
         self.out, self.live = out, live
-        self.state = _ScanState()
+        self.tally = ScanTally(clock=time.monotonic)
         self._drawn_at = float("-inf")
 
     def show(self, batch: list[dict]) -> None:
-        for msg in batch:
-            self.state.add(msg)
+        self.tally.add_all(batch)
         now = time.monotonic()
         if self.live and now - self._drawn_at >= REDRAW_SECONDS:
             self._drawn_at = now
-            self._write(self.state.dashboard(LIVE_ROWS, "running"), clear=True)
+            self._write(_dashboard(self.tally, LIVE_ROWS, "running"), clear=True)
 
     def close(self, final: dict) -> None:
         """Print the last view (a terminal) or the table (otherwise), then a summary line."""
         data = final["data"]
-        lines = (self.state.dashboard(FINAL_ROWS, data["status"]) if self.live
-                 else self.state.table(FINAL_ROWS))
+        lines = (_dashboard(self.tally, FINAL_ROWS, data["status"]) if self.live
+                 else _table(self.tally, FINAL_ROWS))
         self._write([*lines, _summary(data)], clear=self.live)
 
     def _write(self, lines: list[str], *, clear: bool) -> None:

@@ -5,7 +5,7 @@ the JSON body of ``POST /scan/stream`` and the dashboard's query string
 (``max_signals``) all name the same Parameters below, and all are checked by
 :meth:`ScanConfig.from_mapping` / :meth:`ScanConfig.validate`, so a bad value is
 refused the same way, naming the field, the rule and the value, before any
-scan starts.
+scan starts. :func:`source_for` opens the data source the settings name.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 
 import param
 
+from technic_panel.data import DataSource, FileSource, SampleSource, SyntheticSource
 from technic_panel.data.synthetic import SECTORS
 from technic_panel.policy import PolicyError, ServerPolicy
 from technic_panel.vocabulary import RESULT_COLUMNS, SIGNALS
@@ -42,9 +43,10 @@ def _coerce_number(parameter: param.Parameter, value: Any) -> Any:
 class ScanConfig(param.Parameterized):
     """Every setting of one scan, with its documentation and bounds."""
 
-    source = param.Selector(default="synthetic", objects=["synthetic", "sample", "files"],
-                            doc="Price data: the embedded synthetic universe, the real sample "
-                                "prices bokeh-sampledata ships, or a folder of files (path).")
+    source: param.Selector[str] = param.Selector(
+        default="synthetic", objects=["synthetic", "sample", "files"],
+        doc="Price data: the embedded synthetic universe, the real sample "
+            "prices bokeh-sampledata ships, or a folder of files (path).")
     path = param.String(default=None, allow_None=True,
                         doc="Folder (or file) of CSV/Parquet prices for source='files'.")
     symbols = param.Integer(default=5000, bounds=(1, 100_000),
@@ -59,8 +61,9 @@ class ScanConfig(param.Parameterized):
     min_dollar_volume = param.Number(default=0.0, bounds=(0, None),
                                      doc="Skip symbols whose 20-day average dollar volume is "
                                          "below this.")
-    executor = param.Selector(default="thread", objects=["thread", "process", "dask"],
-                              doc="Where symbols are computed: threads, processes or Dask.")
+    executor: param.Selector[str] = param.Selector(
+        default="thread", objects=["thread", "process", "dask"],
+        doc="Where symbols are computed: threads, processes or Dask.")
     workers = param.Integer(default=None, allow_None=True, bounds=(1, 256),
                             doc="Worker count (default: 1 thread, 32 when the source waits "
                                 "on latency, or one process or Dask worker per core).")
@@ -159,7 +162,28 @@ class ScanConfig(param.Parameterized):
             policy.check_executor(self.executor, self.workers, self.scheduler)
             if self.source == "synthetic":
                 policy.check_symbols(self.symbols)
-            if self.source == "files":
+            if self.source == "files" and self.path:  # validate() has required a path
                 self.path = str(policy.data_path(self.path))
         except PolicyError as exc:
             raise ConfigError(str(exc), field=exc.field) from exc
+
+
+def source_for(config: ScanConfig, *, emulate_provider: bool = True,
+               policy: ServerPolicy | None = None) -> DataSource:
+    """Return the data source ``config`` names.
+
+    ``emulate_provider=False`` leaves out the synthetic latency and injected
+    failures: the same prices, for charts that must not wait or fail. ``policy``
+    bounds the size of the files read.
+    """
+    if config.source == "files":
+        if not config.path:  # validate() refuses this; an unvalidated config may hold it
+            raise ConfigError("ScanConfig.path is required when source='files'", field="path")
+        limit = policy.max_file_bytes if policy is not None else None
+        return FileSource(config.path, max_file_bytes=limit)
+    if config.source == "sample":
+        return SampleSource()
+    if not emulate_provider:
+        return SyntheticSource(config.symbols, seed=config.seed)
+    return SyntheticSource(config.symbols, seed=config.seed, latency_ms=config.latency_ms,
+                           error_rate=config.error_rate)

@@ -1,4 +1,4 @@
-"""Test helpers: a real API server on loopback, a connection-cutting proxy, a free port.
+"""Test helpers: a real API server on loopback and a connection-cutting proxy.
 
 ``APIServer`` runs :func:`technic_panel.api.rest.make_app` in a background thread with its own
 event loop, listening on 127.0.0.1 at a port the OS picks. ``CuttingProxy`` forwards
@@ -9,7 +9,6 @@ disconnect at a chosen (random) point of a stream.
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 from collections.abc import Callable
 
@@ -18,13 +17,6 @@ from tornado.netutil import bind_sockets
 
 from technic_panel.api.rest import make_app
 from technic_panel.streaming.manager import StreamManager
-
-
-def free_port() -> int:
-    """Return a loopback TCP port that was free a moment ago."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class _LoopThread:

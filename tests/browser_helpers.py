@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import IO
 
 import pytest
+from helpers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -45,15 +45,38 @@ TABLE_STATE_JS = f"""() => {{
 }}"""
 """Returns {shown, received, ratings (display order), painted (Rating cells in view)}."""
 
-RECORD_JS = f"""() => {{
-  const source = {TABLE_JS}.model.source;
-  window.__received = [source.get_length()];
+
+
+def sampler_js(probe: str) -> str:
+    """Return JS that samples ``probe(view)`` every 20 ms, in the page, into ``__received``.
+
+    ``probe`` is a JS function of the results table's view returning a JSON-able value; each
+    value that differs from the last one is appended to ``window.__received``. Sampling in
+    the page, a loaded test process cannot miss states; :func:`stop_sampler` ends it.
+    """
+    return f"""() => {{
+  const probe = {probe};
+  const sample = () => probe({TABLE_JS});
+  window.__received = [sample()];
   window.__recorder = setInterval(() => {{
-    const n = source.get_length();
-    if (n !== window.__received.at(-1)) window.__received.push(n);
+    const value = sample();
+    if (JSON.stringify(value) !== JSON.stringify(window.__received.at(-1))) {{
+      window.__received.push(value);
+    }}
   }}, 20);
 }}"""
+
+
+RECORD_JS = sampler_js("(view) => view.model.source.get_length()")
 """Record every distinct number of rows the table's source holds, every 20 ms."""
+
+STOP_SAMPLER_JS = "clearInterval(window.__recorder) || window.__received"
+"""Stop the sampler of :func:`sampler_js` (or :data:`RECORD_JS`); evaluates to its samples."""
+
+
+def stop_sampler(page) -> list:
+    """Stop the page's sampler; return the distinct values it recorded, oldest first."""
+    return page.evaluate(STOP_SAMPLER_JS)
 
 
 def require_chromium() -> None:
@@ -64,13 +87,6 @@ def require_chromium() -> None:
     if os.environ.get("CI"):
         pytest.fail(f"CI needs the browser tests: {reason}")
     pytest.skip(reason)
-
-
-def free_port() -> int:
-    """Return a loopback port that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def serve_command(port: int) -> list[str]:
@@ -167,6 +183,17 @@ def wait_for_table(page, timeout: float = 20_000) -> None:
     """Wait until BokehJS has built the results table's view."""
     page.wait_for_function(f"() => window.Bokeh && Bokeh.index && {TABLE_JS} != null",
                            timeout=timeout)
+
+
+def wait_shown(page, rows: int, timeout: float = 10_000) -> float:
+    """Wait until the grid shows at least ``rows`` rows; return that moment's page time (ms).
+
+    The time is ``performance.now()``, the clock :func:`click_start` returns.
+    """
+    shown = page.wait_for_function(
+        f"(n) => {TABLE_JS}.data.getLength() >= n && performance.now()", arg=rows,
+        timeout=timeout)
+    return shown.json_value()
 
 
 def table_state(page) -> dict:

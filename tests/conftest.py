@@ -1,24 +1,24 @@
-"""Shared test helpers: polling instead of sleeping, and thread-leak checks."""
+"""Fixtures shared by the tests; the shared helpers themselves live in ``helpers.py``."""
 
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
 
 import pytest
+from helpers import wait_until
 
 
-def wait_until(predicate: Callable[[], object], timeout: float = 5.0, interval: float = 0.005):
-    """Poll ``predicate`` until it returns a truthy value; fail the test after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout} s: {predicate}")
-        time.sleep(interval)
+@pytest.fixture(autouse=True)
+def panel_state():
+    """Reset Panel's global state after every test, as Panel's own tests do.
+
+    Autouse, so no test leaks servers, sessions or periodic callbacks into the next; tests
+    and fixtures may still request it by name to say that they rely on it.
+    """
+    import panel as pn
+
+    yield
+    pn.state.reset()
 
 
 @pytest.fixture
@@ -27,15 +27,6 @@ def no_thread_leaks():
     before = set(threading.enumerate())
     yield
     wait_until(lambda: not (set(threading.enumerate()) - before), timeout=10)
-
-
-@pytest.fixture
-def panel_state():
-    """Reset Panel's global state after the test, as Panel's own tests do."""
-    import panel as pn
-
-    yield
-    pn.state.reset()
 
 
 @pytest.fixture

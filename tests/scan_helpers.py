@@ -1,7 +1,7 @@
 """Picklable test doubles that scans ship to worker processes (process and Dask executors).
 
 Why a separate module: ``tests/`` is not a package (test modules import their
-helpers as ``from conftest import wait_until``), so pytest's default
+helpers as ``from helpers import wait_until``), so pytest's default
 ``prepend`` import mode puts ``tests/`` itself on ``sys.path`` and imports test
 files by their bare name. Worker processes inherit that ``sys.path``: the
 forkserver behind the process pool receives the parent's path when it starts,

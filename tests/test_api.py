@@ -13,8 +13,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 import requests
-from api_server import APIServer, free_port, parse_sse, ws_session
-from conftest import wait_until
+from api_server import APIServer, parse_sse, ws_session
+from helpers import free_port, wait_until
 from tornado.httpclient import HTTPClientError
 
 from technic_panel.api.openapi import openapi_spec
@@ -121,7 +121,30 @@ def test_bad_since_or_limit_is_400_naming_it(server, name, value):
     scan_id = finished(server)
     response = requests.get(f"{server.url}/scan/stream/{scan_id}", params={name: value},
                             timeout=10)
-    assert value in assert_envelope(response, 400, name)["message"] or name == "since"
+    message = assert_envelope(response, 400, name)["message"]
+    assert message.startswith(f"{name} ") and value in message
+
+
+def test_since_beyond_the_last_seq_is_400_naming_since_its_value_and_the_bound(server):
+    scan_id = finished(server)
+    url = f"{server.url}/scan/stream/{scan_id}"
+    last = requests.get(url, timeout=10).json()["last_seq"]
+    error = assert_envelope(requests.get(url, params={"since": last + 1}, timeout=10), 400,
+                            "since")
+    assert error["message"].startswith("since ")
+    assert str(last + 1) in error["message"] and str(last) in error["message"]
+
+
+def test_since_n_returns_exactly_the_messages_after_n(server):
+    scan_id = finished(server)
+    url = f"{server.url}/scan/stream/{scan_id}"
+    every = requests.get(url, params={"limit": 10_000}, timeout=10).json()["messages"]
+    last = len(every)
+    assert [m["metadata"]["seq"] for m in every] == list(range(1, last + 1))
+    for since in (0, 1, last // 2, last - 1, last):
+        page = requests.get(url, params={"since": since, "limit": 10_000}, timeout=10).json()
+        assert page["messages"] == every[since:], f"since={since}"
+        assert (page["next_since"], page["has_more"]) == (last, False)
 
 
 def test_stop_is_idempotent_and_404_for_unknown(server):

@@ -1,14 +1,20 @@
 """The dashboard in headless Chromium against `panel serve app.py`, as a user drives it.
 
 Rows are counted through the page's BokehJS objects (see ``browser_helpers``), because the
-virtualised table holds only the rows in view in its DOM.
+virtualised table holds only the rows in view in its DOM. Every wait happens in the page
+(``wait_for_function``, locators, ``wait_for_timeout``) or samples it from inside
+(``sampler_js``): the sync API delivers page events only while it runs, and a loaded test
+process polling from Python would miss states.
+
+The screenshot test writes to a temporary file; ``make screenshot`` sets
+``TECHNIC_SCREENSHOT=docs/screenshot.png`` to regenerate the README's picture.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
-import time
+import os
 import urllib.request
 
 import pytest
@@ -23,13 +29,15 @@ from browser_helpers import (
     offline_routes,
     panel_server,
     require_chromium,
+    sampler_js,
     settled_rows,
     stat,
+    stop_sampler,
     table_state,
     wait_finished,
     wait_for_table,
+    wait_shown,
 )
-from conftest import wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -39,6 +47,17 @@ SLOW = "symbols=3000&latency_ms=20&workers=4"
 """About 15 s if left alone."""
 SCRIPTED = {"symbols": 1500, "latency_ms": 10, "workers": 4}
 """A scan a script starts through the HTTP API: about 4 s."""
+SCREENSHOT_ENV = "TECHNIC_SCREENSHOT"
+"""Where the screenshot test writes (relative to the project root); unset: a temporary file."""
+SORTED_JS = """(view) => {
+  const order = view.data.index, ratings = view.model.source.data.tech_rating;
+  if (order.length === 0) return null;
+  for (let k = 1; k < order.length; k++) {
+    if (ratings[order[k - 1]] < ratings[order[k]]) return [order.length, false];
+  }
+  return [order.length, true];
+}"""
+"""[rows shown, whether they are in descending tech_rating order], or null while empty."""
 
 
 @pytest.fixture(scope="module")
@@ -94,14 +113,11 @@ def test_rows_stream_in_after_start_until_they_match_processed(open_page):
     page = open_page(STREAMING)
     wait_for_table(page)
     page.evaluate(RECORD_JS)  # samples in the page: a loaded test process cannot miss counts
-    started = time.perf_counter()
-    click_start(page)
-    wait_until(lambda: table_state(page)["shown"] > 0, timeout=2.0, interval=0.01)
-    first_row = time.perf_counter() - started
-    while "finished" not in stat(page, "status"):
-        time.sleep(0.05)
+    clicked = click_start(page)
+    first_row = (wait_shown(page, 1) - clicked) / 1000
+    wait_finished(page)
     settled_rows(page)
-    seen = page.evaluate("clearInterval(window.__recorder) || window.__received")
+    seen = stop_sampler(page)
     final = table_state(page)
     assert first_row <= 2.0
     assert len(seen) >= 4, f"rows should keep arriving, saw counts {seen}"
@@ -113,11 +129,11 @@ def test_rows_stream_in_after_start_until_they_match_processed(open_page):
 def test_stop_freezes_the_table_at_the_processed_count(open_page):
     page = open_page(SLOW)
     click_start(page)
-    wait_until(lambda: table_state(page)["shown"] >= 50, timeout=10)
+    wait_shown(page, 50)
     page.get_by_role("button", name="Stop").click()
     assert "stopped" in wait_finished(page, timeout=15_000)
     rows = settled_rows(page)
-    time.sleep(1.0)
+    page.wait_for_timeout(1000)  # a frozen table stays frozen
     assert table_state(page)["received"] == rows == count(page, "processed") < 3000
     assert page.get_by_role("button", name="Start").is_enabled()
 
@@ -127,17 +143,17 @@ def test_a_sort_by_rating_holds_while_rows_stream_in(open_page):
     header = page.locator(".slick-header-column", has_text="Rating")
     header.click()
     header.click()  # second click: descending
+    page.evaluate(sampler_js(SORTED_JS))  # every 20 ms in the page, whatever the load here
     click_start(page)
-    checks = 0
-    while "finished" not in stat(page, "status"):
-        state = table_state(page)
-        if state["shown"]:
-            assert is_descending(state["ratings"]), "unsorted mid-stream"
-            checks += 1
-        time.sleep(0.1)
+    wait_finished(page)
     settled_rows(page)
+    samples = [sample for sample in stop_sampler(page) if sample is not None]
+    unsorted = [rows for rows, ordered in samples if not ordered]
+    streaming = {rows for rows, _ in samples if rows < 2000}
     state = table_state(page)
-    assert checks >= 3 and state["shown"] == 2000
+    assert unsorted == [], f"unsorted mid-stream at {unsorted} rows"
+    assert len(streaming) >= 3, f"too few states sampled mid-stream: {sorted(streaming)}"
+    assert state["shown"] == 2000
     assert is_descending(state["ratings"])
     painted = [float(text) for text in state["painted"]]
     assert len(painted) >= 10 and is_descending(painted)
@@ -158,7 +174,8 @@ def test_a_filter_set_before_start_holds_and_clearing_it_shows_every_row(open_pa
     state = table_state(page)
     assert 0 < state["shown"] == strong == count(page, "count-STRONG_BUY") < state["received"]
     signal.locator(".choices__button").first.click()
-    wait_until(lambda: table_state(page)["shown"] == count(page, "processed") == 1500)
+    wait_shown(page, 1500, timeout=5_000)
+    assert table_state(page)["shown"] == count(page, "processed") == 1500
     assert page.errors == []
 
 
@@ -183,9 +200,10 @@ def test_a_scan_started_through_the_api_can_be_watched_live(open_page, server):
         scan_id = json.load(response)["scan_id"]
     page = open_page()
     watch = page.locator(".bk-input-group", has=page.get_by_text("Watch scan", exact=True))
-    wait_until(lambda: scan_id in watch.locator("select").inner_text(), timeout=10)
+    watch.locator("select option", has_text=scan_id).wait_for(state="attached", timeout=10_000)
     watch.locator("select").select_option(scan_id)
-    wait_until(lambda: stat(page, "scan-id") == scan_id, timeout=5)
+    page.locator("[data-testid=scan-id]", has_text=scan_id).wait_for(state="attached",
+                                                                     timeout=5_000)
     wait_finished(page)
     assert settled_rows(page) == table_state(page)["shown"] == SCRIPTED["symbols"]
 
@@ -196,11 +214,12 @@ def test_the_url_keeps_step_with_the_controls(open_page):
     assert symbols.locator("input").first.input_value() == "2000"
     symbols.locator("input").first.fill("1234")
     symbols.locator("input").first.press("Enter")
-    wait_until(lambda: "symbols=1234" in page.evaluate("window.location.search"), timeout=5)
+    page.wait_for_function("(query) => window.location.search.includes(query)",
+                           arg="symbols=1234", timeout=5_000)
     assert "max_signals=10" in page.evaluate("window.location.search")
 
 
-def test_a_finished_scan_with_its_chart_makes_the_screenshot(open_page):
+def test_a_finished_scan_with_its_chart_makes_the_screenshot(open_page, tmp_path):
     page = open_page("symbols=5000", viewport=(1600, 1500))
     header = page.locator(".slick-header-column", has_text="Rating")
     header.click()
@@ -209,7 +228,8 @@ def test_a_finished_scan_with_its_chart_makes_the_screenshot(open_page):
     wait_finished(page)
     page.locator(".slick-row .slick-cell.l0").first.click()
     page.get_by_text("daily: SMA 50/200").wait_for(timeout=10_000)
-    time.sleep(0.5)  # let the chart paint
-    path = ROOT / "docs" / "screenshot.png"
+    page.wait_for_timeout(500)  # let the chart paint
+    target = os.environ.get(SCREENSHOT_ENV)
+    path = ROOT / target if target else tmp_path / "screenshot.png"
     page.screenshot(path=str(path))
     assert path.stat().st_size > 50_000 and page.errors == []

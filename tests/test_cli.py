@@ -16,7 +16,7 @@ import pytest
 
 from technic_panel import cli
 from technic_panel.config import ScanConfig
-from technic_panel.streaming.contract import from_json
+from technic_panel.streaming.jsonsafe import from_json
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMAND = [sys.executable, "-m", "technic_panel.cli"]

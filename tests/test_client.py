@@ -8,8 +8,8 @@ import threading
 
 import pytest
 import requests
-from api_server import APIServer, CuttingProxy, free_port
-from conftest import wait_until
+from api_server import APIServer, CuttingProxy
+from helpers import free_port, wait_until
 
 from technic_panel.client.scan_client import ScanAPIError, ScanClient
 from technic_panel.client.sse import Event, SSEParser

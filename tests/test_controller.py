@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -11,13 +13,13 @@ import panel as pn
 import pytest
 from bokeh.document import Document
 from bokeh.document.events import ColumnsPatchedEvent, ColumnsStreamedEvent
-from conftest import wait_until
+from helpers import free_port, wait_until
 
 from technic_panel.config import ConfigError, ScanConfig
 from technic_panel.data import SyntheticSource
 from technic_panel.engine.scanner import Scanner
 from technic_panel.engine.scoring import Strategy
-from technic_panel.streaming.contract import make_message
+from technic_panel.streaming.jsonsafe import make_message
 from technic_panel.streaming.manager import StreamManager, UnknownScan
 from technic_panel.ui.controller import TABLE_COLUMNS, ScanController
 
@@ -301,16 +303,10 @@ def test_a_destroyed_session_leaves_a_watched_scan_running(manager):
     manager.stop_stream(scan_id)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def served(manager):
     """Serve an app whose sessions start a scan each; yield (start a session, sessions)."""
-    port, sessions, settings = _free_port(), [], {}
+    port, sessions, settings = free_port(), [], {}
 
     def app():
         controller = ScanController(manager=manager, update_period=50, **settings)
@@ -370,3 +366,12 @@ def test_scans_leave_no_threads_behind(no_thread_leaks):
     drain_to_end(controller)
     manager.shutdown()
     assert not [t for t in threading.enumerate() if t.name.startswith("technic-")]
+
+
+def test_the_controller_is_a_model_that_never_imports_its_view():
+    code = ("import sys, technic_panel.ui.controller as c; "
+            "print(','.join(sorted(m for m in sys.modules if m.startswith('technic_panel.ui.'))), "
+            "hasattr(c.ScanController, 'view'))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=True)
+    assert done.stdout.split() == ["technic_panel.ui.controller,technic_panel.ui.table", "False"]

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import urllib.request
 
 import pandas as pd
 import panel as pn
 import pytest
-from conftest import wait_until
+from helpers import free_port, wait_until
 
 from technic_panel.config import ScanConfig
 from technic_panel.engine.scoring import Strategy
-from technic_panel.streaming.contract import make_message
+from technic_panel.streaming.jsonsafe import make_message
 from technic_panel.ui import charts
 from technic_panel.ui.controller import ScanController
 from technic_panel.ui.dashboard import TOAST_INTERVAL, Dashboard
+from technic_panel.ui.notebook import NotebookLayout
 
 pytestmark = pytest.mark.usefixtures("panel_state")
 
@@ -60,9 +60,9 @@ def strong_buy(symbol: str, seq: int) -> dict:
 
 
 def test_view_is_a_layout_in_notebooks_and_a_template_with_a_theme_toggle():
-    controller = ScanController()
-    assert isinstance(controller.view(), pn.Row)
-    template = Dashboard(controller).template()
+    dashboard = Dashboard(ScanController())
+    assert isinstance(pn.panel(dashboard), NotebookLayout)  # what a notebook cell displays
+    template = dashboard.template()
     assert isinstance(template, pn.template.FastListTemplate) and template.theme_toggle
 
 
@@ -199,19 +199,13 @@ def test_the_watch_list_offers_running_scans_and_watches_the_chosen_one(manager)
     manager.stop_stream(scan_id)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_a_served_page_takes_its_settings_from_the_url(manager):
-    port, controllers = _free_port(), []
+    port, controllers = free_port(), []
 
     def app():
         controller = ScanController(manager=manager)
         controllers.append(controller)
-        return controller.view()
+        return Dashboard(controller)
 
     server = pn.serve({"app": app}, port=port, address="127.0.0.1", threaded=True, show=False,
                       verbose=False)

@@ -1,6 +1,6 @@
-"""The dashboard in a real JupyterLab page: ``controller.view()`` in a notebook renders and streams.
+"""The dashboard in a real JupyterLab page: ``Dashboard(controller)`` in a cell renders, streams.
 
-The issue asks that displaying ``ScanController().view()`` in JupyterLab renders and streams
+The issue asks that displaying ``Dashboard(ScanController())`` in JupyterLab renders and streams
 live. nbclient runs a notebook without a browser, so it cannot see that. This test starts a
 JupyterLab server, opens a notebook in headless Chromium, runs its one cell, clicks Start in
 the cell's output and watches the results table fill up. In a notebook Panel sends every
@@ -10,7 +10,7 @@ keeps its defaults but the news toast: in particular comm messages travel over a
 subshell ("commsOverSubshells": "perCommTarget", with ipykernel 7), as for a user. It caught
 two bugs, both fixed: BokehJS could not lay out the table beside a collapsed Card, and rows
 were lost or doubled while the browser's messages ran on a subshell thread (see
-``technic_panel.ui.dashboard.NotebookLayout``).
+``technic_panel.ui.notebook.NotebookLayout``).
 
 Offline: Panel's notebook output loads BokehJS and Panel's JavaScript from cdn.bokeh.org and
 cdn.holoviz.org (the default, ``inline=False``). The page answers those requests with the same
@@ -41,7 +41,6 @@ from browser_helpers import (
     TABLE_JS,
     UNIQUE_SYMBOLS_JS,
     count,
-    free_port,
     require_chromium,
     settled_rows,
     stat,
@@ -50,6 +49,7 @@ from browser_helpers import (
     wait_finished,
     wait_for_table,
 )
+from helpers import free_port
 
 if TYPE_CHECKING:
     from playwright.sync_api import Locator, Page
@@ -60,10 +60,11 @@ SYMBOLS = 300
 CELL = f"""import panel as pn
 
 from technic_panel.ui.controller import ScanController
+from technic_panel.ui.dashboard import Dashboard
 
 pn.extension(notifications=True)
 controller = ScanController(symbols={SYMBOLS}, latency_ms=40, workers=4)
-controller.view()"""
+Dashboard(controller)"""
 """The notebook's one cell, as in notebooks/01_quickstart.ipynb; a scan of about 3 s."""
 
 NOTEBOOK = "live.ipynb"

@@ -7,12 +7,13 @@ import threading
 import time
 
 import pytest
-from conftest import wait_until
+from helpers import FakeClock, wait_until
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import technic_panel.streaming.manager as manager_module
-from technic_panel.config import ConfigError, ScanConfig
+import technic_panel.streaming.run as run_module
+from technic_panel.config import ConfigError, ScanConfig, source_for
 from technic_panel.data import DataError, SyntheticSource
 from technic_panel.engine.scoring import Strategy
 from technic_panel.streaming.contract import validate_message
@@ -22,7 +23,6 @@ from technic_panel.streaming.manager import (
     TooManyScans,
     UnknownScan,
     default_manager,
-    source_for,
 )
 from technic_panel.streaming.streamer import StreamEnded
 
@@ -32,18 +32,6 @@ SLOW = {"symbols": 400, "latency_ms": 100}
 
 
 # --- helpers --------------------------------------------------------------------------------
-
-class FakeClock:
-    """Monotonic seconds that move only when a test says so."""
-
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class Gate:
@@ -509,6 +497,8 @@ def test_source_for_emulates_the_provider_unless_told_not_to():
     assert (charted.latency_ms, charted.error_rate) == (0, 0)
     symbol = charted.universe()["symbol"].iloc[0]
     assert charted.history(symbol).equals(SyntheticSource(30, seed=3).history(symbol))
+    with pytest.raises(ConfigError, match="path is required"):
+        source_for(ScanConfig(source="files"))
 
 
 # --- previous ratings -----------------------------------------------------------------------
@@ -517,13 +507,13 @@ def test_source_for_emulates_the_provider_unless_told_not_to():
 def handed(monkeypatch) -> list:
     """Record the previous_ratings every Scanner the manager builds is handed."""
     handed: list = []
-    real_scanner = manager_module.Scanner
+    real_scanner = run_module.Scanner
 
     def spy(*args, **kwargs):
         handed.append(kwargs["previous_ratings"])
         return real_scanner(*args, **kwargs)
 
-    monkeypatch.setattr(manager_module, "Scanner", spy)
+    monkeypatch.setattr(run_module, "Scanner", spy)
     return handed
 
 

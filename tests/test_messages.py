@@ -1,4 +1,4 @@
-"""Tests for the message contract: builders, JSON safety, validation and JSON round trips."""
+"""Tests for the message contract and its JSON: building, JSON safety, validation, round trips."""
 
 from __future__ import annotations
 
@@ -19,18 +19,15 @@ from technic_panel.streaming.contract import (
     MESSAGE_TYPES,
     SIGNALS,
     MessageError,
-    error_message,
-    final_message,
+    validate_data,
+    validate_message,
+)
+from technic_panel.streaming.jsonsafe import (
     from_json,
     json_safe,
     make_message,
-    progress_message,
-    result_message,
     to_json,
-    update_message,
     utc_timestamp,
-    validate_data,
-    validate_message,
 )
 
 TS = "2024-01-15T10:30:45.123Z"
@@ -45,13 +42,6 @@ DATA = {
     "progress": {"processed": 3, "total": 10},
     "error": {"symbol": "MSFT", "message": "no data"},
     "final": {"status": "completed", "reason": None, "count": 3, "elapsed": 1.5},
-}
-BUILDERS = {
-    "result": result_message,
-    "update": update_message,
-    "progress": progress_message,
-    "error": error_message,
-    "final": final_message,
 }
 
 
@@ -90,7 +80,7 @@ def test_utc_timestamp_defaults_to_now():
 
 
 def test_cached_timestamp_text_follows_the_clock_across_milliseconds_and_seconds(monkeypatch):
-    import technic_panel.streaming.contract as messages_module
+    import technic_panel.streaming.jsonsafe as messages_module
 
     clock = iter([1700000000.9991, 1700000000.9994, 1700000000.9996, 1700000001.0002])
     monkeypatch.setattr(messages_module.time, "time", lambda: next(clock))
@@ -99,11 +89,11 @@ def test_cached_timestamp_text_follows_the_clock_across_milliseconds_and_seconds
                       "2023-11-14T22:13:20.999Z", "2023-11-14T22:13:21.000Z"]
 
 
-# --- builders --------------------------------------------------------------------------------
+# --- building --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("type_", MESSAGE_TYPES)
-def test_builders_make_valid_messages(type_):
-    msg = BUILDERS[type_](DATA[type_], scan_id="scan_1", seq=3, timestamp=TS)
+def test_make_message_makes_valid_messages_of_every_type(type_):
+    msg = make_message(type_, DATA[type_], scan_id="scan_1", seq=3, timestamp=TS)
     assert msg == {
         "type": type_,
         "data": DATA[type_],
@@ -442,7 +432,7 @@ def validate_data_ok(data) -> bool:
 
 
 def test_safe_data_is_copied_unchecked_and_to_json_still_refuses_nan():
-    from technic_panel.streaming.contract import SafeData
+    from technic_panel.vocabulary import SafeData
 
     trusted = SafeData(symbol="AAPL", value=1.5)
     copied = json_safe(trusted)

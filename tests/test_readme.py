@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import functools
+import importlib.util
 import io
 import json
 import os
@@ -25,7 +27,8 @@ from pathlib import Path
 import pandas as pd
 import panel as pn
 import pytest
-from browser_helpers import free_port, wait_answers
+from browser_helpers import wait_answers
+from helpers import free_port
 
 from technic_panel.config import ScanConfig
 from technic_panel.streaming.contract import validate_message
@@ -38,7 +41,7 @@ EXAMPLE_SCAN_ID = "scan_3f2a9c1b7d4e"
 
 CLAIMS = {
     "the two commands": lambda lang, code: code.startswith("make serve"),
-    "the notebook view": lambda lang, code: lang == "python" and "controller.view()" in code,
+    "the notebook view": lambda lang, code: lang == "python" and "Dashboard(controller)" in code,
     "the notebook run": lambda lang, code: lang == "python" and ").run()" in code,
     "the Python client": lambda lang, code: lang == "python" and "ScanClient" in code,
     "the command line": lambda lang, code: lang == "bash" and "technic-scan" in code,
@@ -136,11 +139,14 @@ def test_make_test_runs_lint_every_test_the_notebooks_and_the_coverage_gate():
     recipe = subprocess.run(["make", "-n", "--no-print-directory", "test"], cwd=ROOT,
                             capture_output=True, text=True, check=True).stdout
     assert "ruff check" in recipe and "--nbval-lax" in recipe and "notebooks/" in recipe
+    assert "mypy technic_panel/engine technic_panel/data technic_panel/streaming" in recipe
     assert "--fail-under=100" in recipe and "tests" in recipe
 
 
 def test_the_notebook_view_example_builds_the_dashboard(panel_state):
-    view = run_cell(block("the notebook view"), {})
+    dashboard = run_cell(block("the notebook view"), {})
+    assert isinstance(dashboard, pn.viewable.Viewer)  # a notebook displays it as this view:
+    view = pn.panel(dashboard)
     assert isinstance(view, pn.viewable.Viewable)
     assert "results-table" in {model.name for model in view.get_root().references()}
 
@@ -246,12 +252,53 @@ def test_the_modules_and_settings_named_exist():
         assert variable in source, variable
 
 
+@functools.cache
+def benchmarks_report():
+    """Import ``benchmarks/report.py``, which writes BENCHMARKS.md and README's table."""
+    name = "benchmarks_report"
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / "report.py")
+    module = sys.modules[name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_performance_table_is_the_one_benchmarks_md_gives():
+    # `make bench` regenerates the block after each section; a hand edit or a stale block
+    # fails here. To refresh it from BENCHMARKS.md alone: python benchmarks/report.py
+    report = benchmarks_report()
+    benchmarks = (ROOT / "BENCHMARKS.md").read_text()
+    assert report.with_performance(README, benchmarks) == README, \
+        "README's perf block is stale: run python benchmarks/report.py"
+    assert README.count(report.PERF_START) == README.count(report.PERF_END) == 1
+
+
 def test_the_performance_figures_are_quoted_from_benchmarks_md():
     benchmarks = (ROOT / "BENCHMARKS.md").read_text()
-    table = README.split("## Performance", 1)[1].split("\n\n## ", 1)[0]
+    table = README.split("<!-- perf:start -->", 1)[1].split("<!-- perf:end -->", 1)[0]
     rows = [line.split("|")[2] for line in table.splitlines()
             if line.startswith("| ") and not line.startswith("| measure")]
-    assert rows
+    assert len(rows) == len(benchmarks_report().HEADLINES)
     for result in rows:
+        assert "not measured" not in result, result
         for figure in re.findall(r"\d[\d,.]*(?: ?(?:ms|s|MB|%|x))?", result):
             assert figure in benchmarks, f"{figure!r} (README) is not in BENCHMARKS.md"
+
+
+def test_a_benchmark_run_rewrites_the_performance_table(tmp_path, monkeypatch):
+    # What `make bench` does, on copies: a script writes its section, README's table follows.
+    report = benchmarks_report()
+    for name in ("BENCHMARKS", "README"):
+        copy = tmp_path / getattr(report, name).name
+        copy.write_text(getattr(report, name).read_text())
+        monkeypatch.setattr(report, name, copy)
+    engine = report.sections(report.BENCHMARKS.read_text())["Scan engine"]
+    body = engine.split(".\n\n", 1)[1]  # what follows the "Measured <when> on <machine>." line
+    rerun = re.sub(r"^\| thread \| [^|]+ \| [^|]+ \|", "| thread | 9.9 ms | 1.444 s |", body,
+                   count=1, flags=re.M)
+    assert rerun != body
+    report.write_section("Scan engine", rerun)
+    table = report.README.read_text().split("<!-- perf:start -->")[1].split("<!-- perf:end")[0]
+    assert "| full 5,000-symbol scan, thread executor | 1.444 s (" in table
+    assert "| <= 1.0 s, <= 2x floor (not met) |" in table and "| 9.9 ms; " in table
+    assert report.README.read_text().replace(table, "") == README.replace(
+        README.split("<!-- perf:start -->")[1].split("<!-- perf:end")[0], "")

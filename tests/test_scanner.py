@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable
 
 import pytest
-from conftest import wait_until
+from helpers import wait_until
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scan_helpers import DelayedSource
@@ -470,7 +470,8 @@ def test_event_data_is_already_json_safe_even_with_unknown_metadata(tmp_path):
     import json
 
     from technic_panel.data import FileSource
-    from technic_panel.streaming.contract import SafeData, json_safe
+    from technic_panel.streaming.jsonsafe import json_safe
+    from technic_panel.vocabulary import SafeData
 
     source = synthetic()
     frame = source.history(source.universe()["symbol"][0])
@@ -500,7 +501,11 @@ def test_a_result_breaking_the_contract_is_that_symbols_error_filter_or_not(tmp_
 
     write_synthetic_csvs(tmp_path, ["AAA", " ", "BBB"])  # " .csv": its symbol is ""
     recorder = Recorder()
-    summary = Scanner(FileSource(tmp_path), filter=filter_text).run(recorder)
+
+    def contract(data: dict) -> None:  # what the streaming core passes as check_result
+        validate_data("result", data)
+
+    summary = Scanner(FileSource(tmp_path), filter=filter_text, check_result=contract).run(recorder)
     kept = 0 if filter_text else 2
     assert (summary.status, summary.processed, summary.results, summary.errors,
             summary.filtered) == ("completed", 3, kept, 1, 2 - kept)

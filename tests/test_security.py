@@ -22,7 +22,7 @@ import psutil
 import pytest
 import requests
 from api_server import APIServer, parse_sse, ws_session
-from conftest import wait_until
+from helpers import wait_until
 from tornado.httpclient import HTTPClientError
 
 from technic_panel.policy import ServerPolicy
@@ -389,3 +389,24 @@ def test_memory_stays_flat_over_twenty_large_scans():
     finally:
         manager.shutdown()
     assert max(rss[5:]) - rss[4] < 200, [round(mb) for mb in rss]  # flat once the budget fills
+
+
+@pytest.mark.parametrize(("settings", "field"), [
+    ({"executor": "dask", "scheduler": "tcp://127.0.0.1:1"}, "scheduler"),
+    ({"source": "files", "path": "/etc"}, "path"),
+    ({"executor": "process", "workers": 256}, "workers"),
+])
+def test_the_served_dashboard_applies_the_same_policy(settings, field):
+    """``/app?executor=dask&scheduler=...`` then Start: the controller app.py builds refuses it."""
+    from technic_panel.config import ConfigError
+    from technic_panel.ui.controller import ScanController
+
+    manager = StreamManager()
+    try:
+        controller = ScanController(manager, policy=ServerPolicy(max_processes=2), **settings)
+        with pytest.raises(ConfigError) as info:
+            controller.start()
+        assert info.value.field == field
+        assert manager.list() == []
+    finally:
+        manager.shutdown()

@@ -35,7 +35,7 @@ from browser_helpers import (
 )
 
 from technic_panel.api import auth
-from technic_panel.streaming.contract import make_message
+from technic_panel.streaming.jsonsafe import make_message
 from technic_panel.ui.controller import ScanController
 from technic_panel.ui.dashboard import FORMULA_PREFIXES, Dashboard, csv_safe
 

@@ -35,7 +35,8 @@ from technic_panel.engine.expressions import MAX_DEPTH, MAX_LENGTH
 from technic_panel.engine.indicators import MIN_BARS, latest_indicators
 from technic_panel.engine.scanner import Scanner
 from technic_panel.engine.scoring import Strategy
-from technic_panel.streaming.contract import from_json, validate_data
+from technic_panel.streaming.contract import validate_data
+from technic_panel.streaming.jsonsafe import from_json
 from technic_panel.vocabulary import SCORE_COLUMNS
 from technic_panel.vocabulary import SCORE_COMPONENTS as COMPONENTS
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import wait_until
+from helpers import wait_until
 
 from technic_panel.data import SyntheticSource
 from technic_panel.engine.executors import DaskExecutor, ProcessExecutor, ScanJob

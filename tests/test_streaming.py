@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import wait_until
+from helpers import FakeClock, wait_until
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,19 +20,6 @@ from technic_panel.streaming.contract import MessageError, validate_message
 from technic_panel.streaming.streamer import ResultStreamer, StreamClosed, StreamEnded, Subscription
 
 SUMMARY = {"status": "completed", "reason": None, "count": 0, "elapsed": 0.1}
-
-
-class FakeClock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def result(symbol: str = "AAPL", rating: float = 85.0, **extra) -> dict:

@@ -6,7 +6,7 @@ import math
 import threading
 
 import pytest
-from conftest import wait_until
+from helpers import wait_until
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -9,6 +9,7 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import FakeClock
 
 from technic_panel.data import (
     Bars,
@@ -19,21 +20,6 @@ from technic_panel.data import (
     TransientDataError,
 )
 from technic_panel.data.throttle import JITTER, retry
-
-
-class FakeClock:
-    """Virtual time: ``sleep`` advances ``now`` and records each delay."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 class FlakySource:

@@ -18,7 +18,7 @@ from tornado import httputil
 from tornado.web import HTTPError, MissingArgumentError, RequestHandler, stream_request_body
 
 from technic_panel.policy import ServerPolicy
-from technic_panel.streaming.contract import to_json
+from technic_panel.streaming.jsonsafe import to_json
 from technic_panel.streaming.manager import ScanRecord, StreamManager, UnknownScan, default_manager
 from technic_panel.streaming.streamer import Subscription
 

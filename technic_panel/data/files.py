@@ -28,6 +28,7 @@ import os
 import threading
 from os import PathLike
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -119,7 +120,7 @@ class FileSource:
         """Return every symbol that has price data, sorted, without parsing per-symbol files."""
         if self._table_path is None:
             return sorted(self._files)
-        return sorted(self._long_table().rows)
+        return sorted(self._long_table(self._table_path).rows)
 
     def universe(self) -> pd.DataFrame:
         """Return one row per symbol with metadata; a symbol whose file is bad gets NaN volume."""
@@ -168,16 +169,16 @@ class FileSource:
                                 f"(no such file in {self.path})")
             label = _label(path)
             return _parse_bars(_read_table(path, label, self.max_file_bytes), label)
-        table = self._long_table()
+        table = self._long_table(self._table_path)
         rows = table.rows.get(symbol)
         if rows is None:
             raise DataError(f"FileSource has no symbol {symbol!r} (not in {self._table_path})")
         return _parse_bars(table.frame.iloc[rows], f"{_label(self._table_path)} (symbol {symbol})")
 
-    def _long_table(self) -> _LongTable:
+    def _long_table(self, path: Path) -> _LongTable:
         with self._table_lock:
             if self._table is None:
-                self._table = _LongTable.read(self._table_path, self.max_file_bytes)
+                self._table = _LongTable.read(path, self.max_file_bytes)
             return self._table
 
     def _bars_or_none(self, symbol: str) -> Bars | None:
@@ -211,7 +212,8 @@ class _LongTable:
                                                         "volume"))
         keys = frame[column].astype("string").str.strip().str.upper()
         keys = keys.mask(keys == "")
-        return cls(frame, {str(k): v for k, v in keys.groupby(keys, sort=True).indices.items()})
+        indices = cast("dict[object, np.ndarray]", keys.groupby(keys, sort=True).indices)
+        return cls(frame, {str(k): v for k, v in indices.items()})
 
 
 def _label(path: Path) -> str:

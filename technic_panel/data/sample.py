@@ -5,8 +5,8 @@ packages that ship it, FB. Its open/high/low/close are as traded, so they jump
 at every split (AAPL halves twice); :class:`SampleSource` scales each bar by
 ``adj_close / close``, as Yahoo's adjusted prices do, and divides volume by the
 same factor so that close times volume stays the dollar amount traded. The
-data is imported on first use only, which keeps ``import technic_panel.data``
-free of bokeh.
+data is imported on first use only, from ``bokeh_sampledata`` itself (what
+``bokeh.sampledata`` forwards to), so the data layer never imports bokeh.
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ class SampleSource:
 def _load() -> dict[str, Bars]:
     """Import the sample and adjust every symbol the installed package provides."""
     try:
-        from bokeh.sampledata import stocks
+        from bokeh_sampledata import stocks
     except ImportError as exc:
         raise ImportError("SampleSource needs the bokeh-sampledata package "
                           "(pip install bokeh-sampledata)") from exc
@@ -126,7 +126,7 @@ def _load() -> dict[str, Bars]:
     for symbol in COMPANIES:
         raw = getattr(stocks, symbol, None)
         if raw is None:
-            logger.debug("bokeh.sampledata.stocks has no %s; SampleSource leaves it out", symbol)
+            logger.debug("bokeh_sampledata.stocks has no %s; SampleSource leaves it out", symbol)
             continue
         data[symbol] = _adjusted_bars(raw)
     return data

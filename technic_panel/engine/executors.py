@@ -62,7 +62,7 @@ def scan_symbols(job: ScanJob, symbols: list[str],
         if cancelled():
             break
         try:
-            row = latest_indicators(job.source.bars(symbol), symbol)
+            row: dict[str, Any] = latest_indicators(job.source.bars(symbol), symbol)
             row.update(job.scorer.score(row))
             outcomes.append((symbol, True, row))
         except DataError as exc:

@@ -13,11 +13,12 @@ from __future__ import annotations
 import ast
 import operator
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 Row = Mapping[str, object]
 _Node = Callable[[Row], object]
 
-_COMPARE = {
+_COMPARE: dict[type[ast.cmpop], Callable[[Any, Any], Any]] = {
     ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge,
     ast.Eq: operator.eq, ast.NotEq: operator.ne,
 }
@@ -128,10 +129,11 @@ class FilterExpression:
         return lambda row: op(_number(left(row)), _number(right(row)))
 
     def _compile_Compare(self, node: ast.Compare) -> _Node:
-        ops = [_COMPARE.get(type(o)) for o in node.ops]
-        if None in ops:
-            bad = node.ops[ops.index(None)]
+        found = [_COMPARE.get(type(o)) for o in node.ops]
+        if None in found:
+            bad = node.ops[found.index(None)]
             return self._compile_unknown(bad)
+        ops = [op for op in found if op is not None]
         terms = [self._compile(node.left), *(self._compile(c) for c in node.comparators)]
 
         def compare(row: Row) -> bool:

@@ -189,7 +189,7 @@ class Scanner:
         if self._started:
             raise RuntimeError("Scanner.run was already called; create a new Scanner")
         self._started = True
-        self._started_at = time.perf_counter()
+        started_at = self._started_at = time.perf_counter()
         self._around_chunk = around_chunk
         first: list[float] = []
         universe = self.source.universe()
@@ -199,7 +199,7 @@ class Scanner:
 
         def emit(event: ScanEvent) -> None:
             if not first:
-                first.append(time.perf_counter() - self._started_at)
+                first.append(time.perf_counter() - started_at)
             on_event(event)
 
         if not self._stopped and self._start_executor(ScanJob(self.source, self.scorer)):

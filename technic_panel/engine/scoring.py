@@ -137,6 +137,18 @@ class Scorer:
     __slots__ = ("w_trend", "w_momentum", "w_volume", "w_volatility", "w_breakout",
                  "strong_buy", "buy", "sell", "strong_sell",
                  "stop_atr", "target_atr", "max_target_atr")
+    w_trend: float
+    w_momentum: float
+    w_volume: float
+    w_volatility: float
+    w_breakout: float
+    strong_buy: float
+    buy: float
+    sell: float
+    strong_sell: float
+    stop_atr: float
+    target_atr: float
+    max_target_atr: float
 
     def __init__(self, **values: float) -> None:
         for name in self.__slots__:
@@ -146,7 +158,7 @@ class Scorer:
         return {name: getattr(self, name) for name in self.__slots__}
 
     def __setstate__(self, state: dict[str, float]) -> None:
-        self.__init__(**state)
+        Scorer.__init__(self, **state)
 
     def signal_for(self, rating: float) -> str:
         """Return the signal class of a tech_rating under these thresholds."""

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import functools
 import logging
 import multiprocessing
 import os
@@ -290,7 +291,7 @@ class _SharedDask:
             if attempt.done() and attempt.exception() is None:
                 client = attempt.result()
                 closed = in_daemon_thread("technic-dask-close",
-                                          lambda c=client: _close_client(c, timeout))
+                                          functools.partial(_close_client, client, timeout))
                 _within(closed, 2 * timeout, f"the Dask client of {scheduler or 'the cluster'}")
 
 

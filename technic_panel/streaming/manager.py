@@ -1,7 +1,8 @@
 """StreamManager: every scan of a process, by id, from start to clean-up.
 
 Each :meth:`StreamManager.start_stream` validates the settings, then runs the
-scan in its own thread (``technic-scan-<id>``) into a fresh
+scan in its own thread (``technic-scan-<id>``, a
+:class:`~technic_panel.streaming.run.ScanRun`) into a fresh
 :class:`~technic_panel.streaming.streamer.ResultStreamer`: results, errors, a
 ``progress`` message at most every ``progress_interval`` seconds, and exactly
 one ``final``. Early-termination criteria are checked on every result and by
@@ -27,25 +28,25 @@ All public methods are thread-safe.
 
 from __future__ import annotations
 
-import logging
+import builtins
 import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from technic_panel.config import ScanConfig
-from technic_panel.data import DataSource, FileSource, SampleSource, SyntheticSource
-from technic_panel.engine.scanner import ScanEvent, Scanner, ScanSummary
+from technic_panel.config import ScanConfig, source_for
+from technic_panel.data import DataSource
 from technic_panel.engine.scoring import Strategy
 from technic_panel.policy import ServerPolicy
-from technic_panel.streaming.contract import validate_data
+from technic_panel.streaming.run import ScanRecord, ScanRun, stop_scanner
 from technic_panel.streaming.streamer import ResultStreamer, Subscription
 from technic_panel.streaming.termination import EarlyTerminationCriteria
-from technic_panel.vocabulary import SIGNALS
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["ScanRecord", "StreamManager", "TooManyScans", "UnknownScan", "default_manager"]
 
 
 class UnknownScan(KeyError):
@@ -57,73 +58,6 @@ class UnknownScan(KeyError):
 
 class TooManyScans(RuntimeError):
     """Starting a scan would exceed the cap on concurrent scans."""
-
-
-@dataclass(eq=False)
-class ScanRecord:
-    """One scan's state; ``status`` is ``running`` until its ``final`` gives the outcome."""
-
-    scan_id: str
-    config: ScanConfig
-    streamer: ResultStreamer
-    criteria: EarlyTerminationCriteria
-    started_at: float
-    last_activity: float
-    started_perf: float = field(default_factory=time.perf_counter)
-    owner: str | None = None
-    policy: ServerPolicy | None = None
-    status: str = "running"
-    reason: str | None = None
-    error: str | None = None
-    paused: bool = False
-    released: bool = False
-    ended_at: float | None = None
-    summary: dict[str, Any] = field(default_factory=dict)
-    scanner: Scanner | None = None
-    ended_progress: dict[str, Any] | None = None
-    thread: threading.Thread | None = None
-    signals: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SIGNALS, 0))
-    ratings: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def running(self) -> bool:
-        """Whether the scan has not yet sent its ``final``."""
-        return self.ended_at is None
-
-    @property
-    def held_messages(self) -> int:
-        """How many messages the scan's stream keeps (its share of the memory budget)."""
-        streamer = self.streamer
-        return max(0, streamer.last_seq - streamer.first_retained_seq + 1)
-
-    def progress(self) -> dict[str, Any]:
-        """Return the counters as the data of a ``progress`` message (frozen at the end)."""
-        if self.ended_progress is not None:
-            return dict(self.ended_progress)
-        scanner = self.scanner
-        processed = scanner.processed if scanner else 0
-        total = scanner.total if scanner else 0
-        elapsed = time.perf_counter() - self.started_perf
-        rate = processed / elapsed if elapsed > 0 else 0.0
-        eta = (total - processed) / rate if rate > 0 else None
-        return {
-            "processed": processed, "total": total,
-            "results": scanner.results if scanner else 0,
-            "errors": scanner.errors if scanner else 0,
-            "filtered": scanner.filtered if scanner else 0,
-            "signals": dict(self.signals), "quality_signals": self.criteria.quality_count,
-            "rate": round(rate, 1), "elapsed": round(elapsed, 3),
-            "eta": None if eta is None else round(eta, 3),
-        }
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-able description: id, status, settings, progress, last seq."""
-        return {
-            "scan_id": self.scan_id, "status": self.status, "reason": self.reason,
-            "paused": self.paused,
-            "config": self.config.to_dict(), "progress": self.progress(),
-            "last_seq": self.streamer.last_seq, "subscribers": self.streamer.subscriber_count,
-        }
 
 
 class StreamManager:
@@ -161,8 +95,9 @@ class StreamManager:
         self.max_concurrent, self.inactivity_timeout = max_concurrent, inactivity_timeout
         self.max_held_messages = max_held_messages
         self.progress_interval = progress_interval
-        self._streamer_options = {"batch_size": batch_size, "flush_interval": flush_interval,
-                                  "max_retained": max_retained}
+        self._streamer_options: dict[str, Any] = {
+            "batch_size": batch_size, "flush_interval": flush_interval,
+            "max_retained": max_retained}
         self._clock = clock
         self._lock = threading.RLock()
         self._scans: dict[str, ScanRecord] = {}
@@ -211,8 +146,12 @@ class StreamManager:
                                 ResultStreamer(scan_id, **self._streamer_options),
                                 EarlyTerminationCriteria.from_config(config), now, now,
                                 owner=owner, policy=policy)
-            record.thread = threading.Thread(target=self._run, args=(record, strategy),
-                                             name=f"technic-scan-{scan_id}", daemon=True)
+            run = ScanRun(record, strategy, source=self._source,
+                          previous_ratings=self._ratings_for(config),
+                          progress_interval=self.progress_interval, lock=self._lock,
+                          end=self._end)
+            record.thread = threading.Thread(target=run, name=f"technic-scan-{scan_id}",
+                                             daemon=True)
             self._scans[scan_id] = record
             record.thread.start()
             self._ensure_janitor()
@@ -300,69 +239,11 @@ class StreamManager:
         if janitor is not None:
             janitor.join()
 
-    def _run(self, record: ScanRecord, strategy: Strategy) -> None:
-        """Run one scan to its ``final``; the boundary where a scan's failure is caught."""
-        config, streamer = record.config, record.streamer
-        summary: ScanSummary | None = None
-        record.criteria.start_timer(lambda: self._stop_scanner(record))
-        try:
-            policy = record.policy
-            scheduler = policy.dask_scheduler if policy is not None else config.scheduler
-            scanner = Scanner(
-                self._source(config, policy), strategy, executor=config.executor,
-                workers=config.workers, scheduler=scheduler, filter=config.filter,
-                previous_ratings=self._ratings_for(config), sectors=config.sectors,
-                min_price=config.min_price, min_dollar_volume=config.min_dollar_volume,
-                check_result=check_result)
-            with self._lock:
-                record.scanner = scanner
-            if record.criteria.reason is not None:
-                scanner.stop()
-            if record.paused:
-                scanner.pause()
-            last_progress = [float("-inf")]
-            summary = scanner.run(lambda event: self._on_event(record, event, last_progress),
-                                  around_chunk=streamer.holding)
-        except Exception as exc:  # noqa: BLE001 - a failed scan ends with an error and a final
-            log.warning("scan %s failed: %s", record.scan_id, exc, exc_info=True)
-            record.error = f"{type(exc).__name__}: {exc}"
-            streamer.add_error({"error": "scan", "message": record.error})
-        finally:
-            record.criteria.cancel()
-            self._finish(record, summary)
-
-    def _on_event(self, record: ScanRecord, event: ScanEvent, last_progress: list[float]) -> None:
-        scanner, data = record.scanner, event.data
-        if event.kind == "result":
-            record.streamer.add_result(data)
-            record.signals[data["signal"]] += 1
-            record.ratings[event.symbol] = data["tech_rating"]
-            fired = record.criteria.observe_result(data, scanner.processed, scanner.total)
-        else:
-            record.streamer.add_error(data)
-            fired = record.criteria.observe_progress(scanner.processed, scanner.total)
-        if fired:
-            scanner.stop()
-        now = time.perf_counter()
-        if now - last_progress[0] >= self.progress_interval:
-            last_progress[0] = now
-            record.streamer.add_progress(record.progress())
-
-    def _finish(self, record: ScanRecord, summary: ScanSummary | None) -> None:
-        reason = record.criteria.reason
-        if summary is None:
-            status = "failed"
-        elif reason is None:
-            status = "completed"
-        else:
-            status = "stopped" if reason in ("manual", "inactive") else "terminated"
-        progress = record.progress()
-        record.streamer.add_progress(progress)
-        final = {"status": status, "reason": reason, "scan_id": record.scan_id, **progress,
-                 "first_result_after": summary.first_event_after if summary else None,
-                 "error": record.error}
+    def _end(self, record: ScanRecord, final: dict[str, Any],
+             progress: dict[str, Any]) -> None:
+        """Record a scan's outcome and send its ``final`` (in the scan's thread, at its end)."""
         with self._lock:
-            record.status, record.reason, record.summary = status, reason, final
+            record.status, record.reason, record.summary = final["status"], final["reason"], final
             record.ended_progress, record.scanner = progress, None  # frees the source's data
             record.paused = False
             record.ended_at = record.last_activity = self._clock()
@@ -380,12 +261,9 @@ class StreamManager:
             del self._previous_ratings[next(iter(self._previous_ratings))]
 
     def _stop_scanner(self, record: ScanRecord) -> None:
-        with self._lock:
-            scanner = record.scanner
-        if scanner is not None:
-            scanner.stop()
+        stop_scanner(record, self._lock)
 
-    def _ratings_for(self, config: ScanConfig):
+    def _ratings_for(self, config: ScanConfig) -> pd.Series | None:
         import pandas as pd
 
         with self._lock:
@@ -404,8 +282,7 @@ class StreamManager:
         """
         now = self._clock()
         for scan_id, record in list(self._scans.items()):
-            since = record.last_activity if record.running else record.ended_at
-            idle = record.released or now - since >= self.inactivity_timeout
+            idle = record.released or now - record.idle_since >= self.inactivity_timeout
             if record.streamer.subscriber_count or not idle:
                 continue
             if record.running:
@@ -434,11 +311,11 @@ class StreamManager:
                                "others watched), the most this server allows "
                                f"(max_concurrent={self.max_concurrent}); stop one or wait")
 
-    def _droppable(self) -> list[str]:
+    def _droppable(self) -> builtins.list[str]:
         """Return the ids of finished, unwatched scans, oldest end first (lock held)."""
         finished = [record for record in self._scans.values()
                     if not record.running and not record.streamer.subscriber_count]
-        return [record.scan_id for record in sorted(finished, key=lambda r: r.ended_at)]
+        return [record.scan_id for record in sorted(finished, key=lambda r: r.idle_since)]
 
     def _drop(self, scan_id: str) -> None:
         self._scans.pop(scan_id).streamer.close()
@@ -458,30 +335,6 @@ class StreamManager:
                 if not self._scans:
                     self._janitor = None
                     return
-
-
-def source_for(config: ScanConfig, *, emulate_provider: bool = True,
-               policy: ServerPolicy | None = None) -> DataSource:
-    """Return the data source ``config`` names.
-
-    ``emulate_provider=False`` leaves out the synthetic latency and injected
-    failures: the same prices, for charts that must not wait or fail. ``policy``
-    bounds the size of the files read.
-    """
-    if config.source == "files":
-        limit = policy.max_file_bytes if policy is not None else None
-        return FileSource(config.path, max_file_bytes=limit)
-    if config.source == "sample":
-        return SampleSource()
-    if not emulate_provider:
-        return SyntheticSource(config.symbols, seed=config.seed)
-    return SyntheticSource(config.symbols, seed=config.seed, latency_ms=config.latency_ms,
-                           error_rate=config.error_rate)
-
-
-def check_result(data: dict) -> None:
-    """Raise ``MessageError`` (a ValueError) if ``data`` breaks the contract of a result."""
-    validate_data("result", data)
 
 
 def _visible(record: ScanRecord, owner: str | None) -> bool:

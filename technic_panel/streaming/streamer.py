@@ -11,12 +11,12 @@ SSE and WebSocket clients, the CLI) read at their own pace: they poll a cursor w
 Mechanics
 ---------
 **Numbering.** A message takes the scan's next ``seq`` (1, 2, 3, ..., no gaps) when it is
-added; :func:`~technic_panel.streaming.contract.envelope` builds its metadata. Data is made
+added; :func:`~technic_panel.streaming.jsonsafe.envelope` builds its metadata. Data is made
 JSON-safe and validated first, so invalid data raises ``MessageError`` and takes no seq.
 
 **Dedup.** A symbol's first result is a ``result``; a later one whose content differs
-(:data:`BOOKKEEPING_KEYS` aside) is an ``update`` of that row; an identical one is dropped
-and takes no seq. The last content per symbol is kept: memory grows with the universe.
+(the contract's ``BOOKKEEPING_KEYS`` aside) is an ``update`` of that row; an identical one
+is dropped and takes no seq. The last content per symbol is kept: memory grows with the universe.
 
 **Batching.** Publishing (making messages visible) is throttled, not delayed: a message
 added when the last publish is ``flush_interval`` or more ago goes out at once, so a
@@ -71,40 +71,20 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from technic_panel.streaming.contract import envelope, json_safe, make_message, validate_data
+from technic_panel.streaming.contract import same_result
+from technic_panel.streaming.jsonsafe import checked_content, envelope, make_message
+from technic_panel.streaming.subscription import (
+    Cursor,
+    StreamEnded,
+    Subscription,
+    is_int_at_least,
+)
 from technic_panel.vocabulary import require
 
 logger = logging.getLogger(__name__)
 
-BOOKKEEPING_KEYS = frozenset({"position", "total_processed", "total_remaining"})
-"""Result keys ignored when deciding whether a repeated result is a change."""
-
-
 class StreamClosed(RuntimeError):
     """A message was added to a stream that is finished or closed."""
-
-
-class StreamEnded(Exception):
-    """A subscription has delivered everything it ever will (the ``final``, or all after close)."""
-
-
-def _is_int(value: Any, low: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= low
-
-
-
-def _checked(type_: str, data: Mapping) -> dict:
-    content = json_safe(data)
-    validate_data(type_, content)
-    return content
-
-
-def _same_result(previous: dict, content: dict) -> bool:
-    """Whether two results of a symbol agree on everything but :data:`BOOKKEEPING_KEYS`."""
-    def strip(row: dict) -> dict:
-        return {name: value for name, value in row.items() if name not in BOOKKEEPING_KEYS}
-
-    return strip(previous) == strip(content)
 
 
 def _earliest(*waits: float | None) -> float | None:
@@ -147,11 +127,12 @@ class ResultStreamer:
         owner = "ResultStreamer"
         require(owner, "scan_id", scan_id, "a non-empty string",
                 isinstance(scan_id, str) and scan_id != "")
-        require(owner, "batch_size", batch_size, "an integer >= 1", _is_int(batch_size, 1))
+        require(owner, "batch_size", batch_size, "an integer >= 1", is_int_at_least(batch_size, 1))
         require(owner, "flush_interval", flush_interval, "a finite number >= 0",
                 isinstance(flush_interval, int | float) and not isinstance(flush_interval, bool)
                  and math.isfinite(flush_interval) and flush_interval >= 0)
-        require(owner, "max_retained", max_retained, "an integer >= 1", _is_int(max_retained, 1))
+        require(owner, "max_retained", max_retained, "an integer >= 1",
+                is_int_at_least(max_retained, 1))
         require(owner, "clock", clock, "callable", callable(clock))
         self.scan_id = scan_id
         self.batch_size = batch_size
@@ -169,7 +150,7 @@ class ResultStreamer:
         self._final_seq: int | None = None
         self._closed = False
         self._sent: dict[str, dict] = {}
-        self._subscribers: weakref.WeakSet[Subscription] = weakref.WeakSet()
+        self._subscribers: weakref.WeakSet[Cursor] = weakref.WeakSet()
         self._waiters: dict[asyncio.AbstractEventLoop, asyncio.Future] = {}
 
     def __repr__(self) -> str:
@@ -224,11 +205,11 @@ class ResultStreamer:
         StreamClosed
             After :meth:`finish` or :meth:`close`.
         """
-        content = _checked("result", data)
+        content = checked_content("result", data)
         with self._lock:
             self._check_open_locked()
             previous = self._sent.get(content["symbol"])
-            if previous is not None and _same_result(previous, content):
+            if previous is not None and same_result(previous, content):
                 return None
             type_ = "result" if previous is None else "update"
             seq = self._append_locked(type_, content, urgent=content.get("priority_tier") == "high")
@@ -258,7 +239,7 @@ class ResultStreamer:
         with self._lock:
             if self._final_seq is None:
                 self._check_open_locked()
-                self._final_seq = self._append_locked("final", _checked("final", summary),
+                self._final_seq = self._append_locked("final", checked_content("final", summary),
                                                       urgent=True)
             return self._final_seq
 
@@ -306,9 +287,9 @@ class ResultStreamer:
         """
         with self._lock:
             self._check_cursor_locked("since", since)
-            subscription = Subscription(self, since)
-            self._subscribers.add(subscription)
-            return subscription
+            cursor = Cursor(since)
+            self._subscribers.add(cursor)
+            return Subscription(self, cursor)
 
     def messages_since(self, seq: int, limit: int | None = None) -> list[dict]:
         """Return published messages with seq > ``seq``, oldest first, at most ``limit``.
@@ -322,13 +303,13 @@ class ResultStreamer:
             If ``seq`` is not an integer in [0, last_seq] or ``limit`` is not ``None`` or >= 1.
         """
         require("ResultStreamer.messages_since", "limit", limit, "None or an integer >= 1",
-                limit is None or _is_int(limit, 1))
+                limit is None or is_int_at_least(limit, 1))
         with self._lock:
             self._check_cursor_locked("seq", seq)
             return self._read_locked(seq, limit)
 
     def _add(self, type_: str, data: Mapping) -> int:
-        content = _checked(type_, data)
+        content = checked_content(type_, data)
         with self._lock:
             self._check_open_locked()
             return self._append_locked(type_, content)
@@ -345,7 +326,7 @@ class ResultStreamer:
     def _check_cursor_locked(self, name: str, value: Any) -> None:
         self._flush_if_due_locked()
         require("ResultStreamer", name, value, f"an integer in [0, last_seq={self._last_seq}]",
-                _is_int(value, 0) and value <= self._last_seq)
+                is_int_at_least(value, 0) and value <= self._last_seq)
 
     def _append_locked(self, type_: str, content: dict, *, urgent: bool = False) -> int:
         seq = self._next_seq
@@ -396,6 +377,64 @@ class ResultStreamer:
         stop = self._last_seq if limit is None else min(self._last_seq, cursor + limit)
         return [self._log[seq - first] for seq in range(cursor + 1, stop + 1)]
 
+    def _read_for(self, cursor: Cursor, limit: int | None,
+                  timeout: float | None) -> list[dict]:
+        """Return ``cursor``'s next messages (at most ``limit``), waiting up to ``timeout`` s.
+
+        ``[]`` means the timeout passed; :class:`StreamEnded` that the cursor has ended.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            while True:
+                batch = self._poll_locked(cursor, limit)
+                if batch:
+                    return batch
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return []
+                self._cond.wait(_earliest(remaining, self._until_flush_locked()))
+
+    async def _next_for(self, cursor: Cursor) -> dict:
+        """Return ``cursor``'s next message, awaiting one event-loop future per wait."""
+        loop = asyncio.get_running_loop()
+        while True:
+            with self._lock:
+                batch = self._poll_locked(cursor, 1)
+                if batch:
+                    return batch[0]
+                future = self._waiters.get(loop)
+                if future is None:
+                    future = self._waiters[loop] = loop.create_future()
+                delay = self._until_flush_locked()
+            await asyncio.wait((future,), timeout=delay)
+
+    def _end_for(self, cursor: Cursor) -> None:
+        """End ``cursor`` and wake whoever waits on it."""
+        with self._lock:
+            self._end_locked(cursor)
+            self._wake_locked()
+
+    def _poll_locked(self, cursor: Cursor, limit: int | None) -> list[dict]:
+        if cursor.ended:
+            raise self._ended_error(cursor)
+        self._flush_if_due_locked()
+        batch = self._read_locked(cursor.seq, limit)
+        if batch:
+            cursor.seq = batch[-1]["metadata"]["seq"]
+            if batch[-1]["metadata"]["is_final"]:
+                self._end_locked(cursor)
+        elif self._closed or cursor.seq == self._final_seq:
+            self._end_locked(cursor)
+            raise self._ended_error(cursor)
+        return batch
+
+    def _end_locked(self, cursor: Cursor) -> None:
+        cursor.ended = True
+        self._subscribers.discard(cursor)
+
+    def _ended_error(self, cursor: Cursor) -> StreamEnded:
+        return StreamEnded(f"subscription to scan {self.scan_id!r} has ended at seq {cursor.seq}")
+
     def _behind_window(self, cursor: int, first: int) -> dict:
         text = (f"messages {cursor + 1} to {first - 1} of scan {self.scan_id!r} are no longer "
                 f"retained; resuming from {first}")
@@ -403,122 +442,3 @@ class ResultStreamer:
         msg = make_message("error", data, scan_id=self.scan_id, seq=first - 1)
         msg["metadata"]["local"] = True
         return msg
-
-
-class Subscription:
-    """A cursor into a :class:`ResultStreamer`'s log: every message after it, once, in order.
-
-    Get one from :meth:`ResultStreamer.subscribe`. It holds no messages of its own. Its
-    methods are thread-safe, but the cursor is shared, so give each consumer its own.
-    ``get`` and ``get_batch`` return ``None`` / ``[]`` on timeout and raise
-    :class:`StreamEnded` once the ``final`` has been delivered (or, after the streamer
-    was closed, everything published), or after :meth:`close`.
-    """
-
-    def __init__(self, streamer: ResultStreamer, since: int) -> None:
-        self._streamer = streamer
-        self._cursor = since
-        self._ended = False
-
-    def __repr__(self) -> str:
-        return (f"<Subscription scan_id={self._streamer.scan_id!r} last_seq={self._cursor} "
-                f"ended={self._ended}>")
-
-    @property
-    def last_seq(self) -> int:
-        """The cursor: the seq of the last message delivered (``since`` before any)."""
-        return self._cursor
-
-    @property
-    def ended(self) -> bool:
-        """Whether this subscription has delivered all it ever will, or was closed."""
-        return self._ended
-
-    def get(self, timeout: float | None = None) -> dict | None:
-        """Return the next message, waiting up to ``timeout`` s (forever if ``None``).
-
-        Returns ``None`` on timeout; raises :class:`StreamEnded` once the stream is over.
-        """
-        batch = self._read(timeout, 1)
-        return batch[0] if batch else None
-
-    def get_batch(self, timeout: float | None = None, max_items: int | None = None) -> list[dict]:
-        """Return every message available now (at most ``max_items``), waiting for one first.
-
-        Returns ``[]`` on timeout; raises :class:`StreamEnded` once the stream is over.
-        """
-        require("Subscription.get_batch", "max_items", max_items, "None or an integer >= 1",
-                max_items is None or _is_int(max_items, 1))
-        return self._read(timeout, max_items)
-
-    def close(self) -> None:
-        """Stop this subscription and unhook it from the streamer; safe to call twice."""
-        with self._streamer._lock:
-            self._end_locked()
-            self._streamer._wake_locked()
-
-    def __iter__(self) -> Subscription:
-        return self
-
-    def __next__(self) -> dict:
-        try:
-            return self._read(None, 1)[0]
-        except StreamEnded:
-            raise StopIteration from None
-
-    def __aiter__(self) -> Subscription:
-        return self
-
-    async def __anext__(self) -> dict:
-        streamer = self._streamer
-        loop = asyncio.get_running_loop()
-        while True:
-            with streamer._lock:
-                try:
-                    batch = self._poll_locked(1)
-                except StreamEnded:
-                    raise StopAsyncIteration from None
-                if batch:
-                    return batch[0]
-                future = streamer._waiters.get(loop)
-                if future is None:
-                    future = streamer._waiters[loop] = loop.create_future()
-                delay = streamer._until_flush_locked()
-            await asyncio.wait((future,), timeout=delay)
-
-    def _read(self, timeout: float | None, limit: int | None) -> list[dict]:
-        streamer = self._streamer
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with streamer._lock:
-            while True:
-                batch = self._poll_locked(limit)
-                if batch:
-                    return batch
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return []
-                streamer._cond.wait(_earliest(remaining, streamer._until_flush_locked()))
-
-    def _poll_locked(self, limit: int | None) -> list[dict]:
-        if self._ended:
-            raise self._ended_error()
-        streamer = self._streamer
-        streamer._flush_if_due_locked()
-        batch = streamer._read_locked(self._cursor, limit)
-        if batch:
-            self._cursor = batch[-1]["metadata"]["seq"]
-            if batch[-1]["metadata"]["is_final"]:
-                self._end_locked()
-        elif streamer._closed or self._cursor == streamer._final_seq:
-            self._end_locked()
-            raise self._ended_error()
-        return batch
-
-    def _ended_error(self) -> StreamEnded:
-        return StreamEnded(
-            f"subscription to scan {self._streamer.scan_id!r} has ended at seq {self._cursor}"
-        )
-
-    def _end_locked(self) -> None:
-        self._ended = True
-        self._streamer._subscribers.discard(self)

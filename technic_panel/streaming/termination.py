@@ -19,8 +19,13 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable, Iterable, Mapping
+from types import UnionType
+from typing import TYPE_CHECKING
 
 from technic_panel.vocabulary import SIGNALS, STOP_REASONS, require
+
+if TYPE_CHECKING:
+    from technic_panel.config import ScanConfig
 
 
 class EarlyTerminationCriteria:
@@ -56,7 +61,7 @@ class EarlyTerminationCriteria:
                 f"quality_count={self.quality_count}, reason={self.reason!r})")
 
     @classmethod
-    def from_config(cls, config: object) -> EarlyTerminationCriteria:
+    def from_config(cls, config: ScanConfig) -> EarlyTerminationCriteria:
         """Build the criteria from a :class:`~technic_panel.config.ScanConfig`."""
         return cls(max_signals=config.max_signals, quality_signals=config.quality_signals,
                    min_rating=config.min_rating, max_fraction=config.max_fraction,
@@ -120,6 +125,6 @@ class EarlyTerminationCriteria:
                 timer.join()
 
 
-def _is_number(value: object, kind: type | tuple) -> bool:
+def _is_number(value: object, kind: type | UnionType) -> bool:
     return isinstance(value, kind) and not isinstance(value, bool)
 

@@ -25,12 +25,9 @@ from __future__ import annotations
 
 import functools
 import threading
-import time
-from collections import Counter
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import numpy as np
 import pandas as pd
 import panel as pn
 import param
@@ -41,15 +38,9 @@ from technic_panel.engine.scoring import Strategy
 from technic_panel.policy import ServerPolicy
 from technic_panel.streaming.manager import StreamManager, default_manager
 from technic_panel.streaming.streamer import StreamEnded, Subscription
+from technic_panel.streaming.tally import ScanTally, measure_pace
+from technic_panel.ui.table import TABLE_COLUMNS, ResultsTable, columns
 from technic_panel.vocabulary import ACTIVE_STATUSES, SIGNALS, VIEW_STATUSES
-
-TABLE_COLUMNS = ("symbol", "sector", "signal", "tech_rating", "alpha_score", "price",
-                 "change_pct", "priority_tier", "entry", "stop", "target")
-"""Columns of :attr:`ScanController.cds`: one row per symbol, in arrival order."""
-
-NUMBER_COLUMNS = frozenset({"tech_rating", "alpha_score", "price", "change_pct", "entry",
-                            "stop", "target"})
-"""Columns held as float64 arrays: Bokeh sends those as binary buffers, not JSON lists."""
 
 FIRST_DRAIN_MS = 25
 """A served scan is also drained once this soon after it starts, not a period later."""
@@ -73,71 +64,6 @@ def _serialized(method: _Method) -> _Method:
         with self.document_lock:
             return method(self, *args, **kwargs)
     return locked  # type: ignore[return-value]
-
-
-class _Rows:
-    """Every result of one scan by symbol, and what the table has not been sent yet."""
-
-    def __init__(self) -> None:
-        self.results: dict[str, dict[str, Any]] = {}
-        self.index: dict[str, int] = {}
-        self.counts: Counter[str] = Counter()
-        self.rating_sum = 0.0
-        self.best: str | None = None
-        self._new: list[str] = []
-        self._changed: set[str] = set()
-
-    def add(self, data: dict[str, Any]) -> bool:
-        """Keep a ``result`` or ``update``; return whether it made the symbol a STRONG_BUY."""
-        symbol = data["symbol"]
-        previous = self.results.get(symbol)
-        if previous is None:
-            self._new.append(symbol)
-        else:
-            self.counts[previous["signal"]] -= 1
-            self.rating_sum -= previous["tech_rating"]
-            if symbol in self.index:
-                self._changed.add(symbol)
-        self.results[symbol] = data
-        self.counts[data["signal"]] += 1
-        self.rating_sum += data["tech_rating"]
-        self._track_best(symbol, previous)
-        return data["signal"] == "STRONG_BUY" and (
-            previous is None or previous["signal"] != "STRONG_BUY")
-
-    def _track_best(self, symbol: str, previous: dict[str, Any] | None) -> None:
-        rating = self.results[symbol]["tech_rating"]
-        if self.best == symbol and previous is not None and rating < previous["tech_rating"]:
-            self.best = max(self.results, key=lambda s: self.results[s]["tech_rating"])
-        elif self.best is None or rating > self.results[self.best]["tech_rating"]:
-            self.best = symbol
-
-    def flush(self, cds: ColumnDataSource) -> None:
-        """Patch the rows already shown that changed, then stream the new ones."""
-        if self._changed:
-            patches: dict[str, list] = {name: [] for name in TABLE_COLUMNS}
-            for symbol in self._changed:
-                row = self.results[symbol]
-                for name in TABLE_COLUMNS:
-                    patches[name].append((self.index[symbol], _cell(name, row.get(name))))
-            cds.patch(patches)
-            self._changed.clear()
-        if self._new:
-            first = len(self.index)
-            self.index.update((symbol, first + i) for i, symbol in enumerate(self._new))
-            cds.stream(_columns([self.results[symbol] for symbol in self._new]))
-            self._new.clear()
-
-
-def _cell(name: str, value: Any) -> Any:
-    return np.nan if value is None and name in NUMBER_COLUMNS else value
-
-
-def _columns(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Return table columns of ``rows``: float64 arrays for numbers (NaN for None), lists."""
-    return {name: (np.array([_cell(name, row.get(name)) for row in rows], dtype=float)
-                   if name in NUMBER_COLUMNS else [row.get(name) for row in rows])
-            for name in TABLE_COLUMNS}
 
 
 class ScanController(ScanConfig):
@@ -215,14 +141,14 @@ class ScanController(ScanConfig):
         self._subscription: Subscription | None = None
         self._callback: pn.io.PeriodicCallback | None = None
         self._owned = False
-        self._started = 0.0
-        self._rows = _Rows()
+        self._tally = ScanTally()
+        self._table = ResultsTable()
         self._session_docs: list = []
         self.document_lock = threading.RLock()
         """Held while the controller's models change; hold it to change them from elsewhere."""
         self.scan_config: ScanConfig | None = None
         """The settings of the scan shown (started here or watched); None before any."""
-        self.cds = ColumnDataSource(data=_columns([]))
+        self.cds = ColumnDataSource(data=columns([]))
         """The results table: one row per symbol, updated on the document's thread."""
         self.timeline = ColumnDataSource(data={"elapsed": [], "processed": []})
         """Symbols processed over time: one point per update."""
@@ -242,9 +168,9 @@ class ScanController(ScanConfig):
     @property
     def results(self) -> pd.DataFrame:
         """Every result received, one row per symbol in arrival order, updates applied."""
-        if not self._rows.results:
+        if not self._tally.rows:
             return pd.DataFrame(columns=list(TABLE_COLUMNS))
-        return pd.DataFrame.from_records(list(self._rows.results.values()))
+        return pd.DataFrame.from_records(list(self._tally.rows.values()))
 
     @_serialized
     def start(self) -> str:
@@ -284,7 +210,7 @@ class ScanController(ScanConfig):
         self._detach()
         self.scan_config = record.config
         self._reset(scan_id, "paused" if record.paused else "running", owned=False)
-        self._started = time.perf_counter() - record.progress()["elapsed"]
+        self._tally = ScanTally(elapsed=record.progress()["elapsed"])
         self._subscription = subscription
         self._begin_drain()
 
@@ -348,15 +274,6 @@ class ScanController(ScanConfig):
         return [scan for scan in self.manager.list(self.owner)
                 if scan["status"] == "running" and scan["scan_id"] != self.scan_id]
 
-    def view(self, **template_options: Any) -> pn.viewable.Viewable:
-        """Return the dashboard: a FastListTemplate when served, a plain layout in notebooks."""
-        from technic_panel.ui.dashboard import Dashboard
-
-        dashboard = Dashboard(self)
-        doc = pn.state.curdoc
-        served = doc is not None and doc.session_context is not None
-        return dashboard.template(**template_options) if served else dashboard.layout()
-
     # --- internals ----------------------------------------------------------------------
 
     def _launch(self) -> Subscription:
@@ -376,11 +293,10 @@ class ScanController(ScanConfig):
         return self._subscription
 
     def _reset(self, scan_id: str, status: str, *, owned: bool) -> None:
-        self._rows = _Rows()
+        self._tally, self._table = ScanTally(), ResultsTable()
         self._owned = owned
-        self._started = time.perf_counter()
         self.cds.selected.indices = []
-        self.cds.data = _columns([])
+        self.cds.data = columns([])
         self.timeline.data = {"elapsed": [], "processed": []}
         defaults = {name: self.param[name].default for name in (
             "processed", "total", "rows", "rate", "eta", "elapsed", "signal_counts",
@@ -450,44 +366,28 @@ class ScanController(ScanConfig):
         """Apply messages in seq order: rows into the table, counters into the outputs."""
         if not messages:
             return
-        processed, total, errors, final, strong = self._tally(messages)
-        self._rows.flush(self.cds)
-        values = {**self._counters(processed, total), "errors": errors, "strong_buys": strong,
-                  "last_seq": messages[-1]["metadata"]["seq"]}
-        if final is not None:
-            values.update(self._outcome(final))
-        if processed != self.processed or final is not None:
-            self.timeline.stream({"elapsed": [values["elapsed"]], "processed": [processed]})
+        tally, strong = self._tally, []
+        for change in tally.add_all(messages):
+            self._table.note(change)
+            if change.became("STRONG_BUY"):
+                strong.append(change.symbol)
+        self._table.flush(self.cds, tally.rows)
+        values = {**self._counters(), "errors": tally.errors, "strong_buys": strong,
+                  "last_seq": tally.last_seq}
+        if tally.final is not None:
+            values.update(self._outcome(tally.final))
+        if tally.processed != self.processed or tally.final is not None:
+            self.timeline.stream({"elapsed": [values["elapsed"]], "processed": [tally.processed]})
         self._set(**values)
 
-    def _tally(self, messages: list[dict[str, Any]]) -> tuple:
-        """Keep the rows; return (processed, total, errors, final data or None, STRONG_BUYs)."""
-        processed, total, errors, final, strong = self.processed, self.total, self.errors, None, []
-        for message in messages:
-            kind, data = message["type"], message["data"]
-            if kind in ("result", "update") and self._rows.add(data):
-                strong.append(data["symbol"])
-            elif kind == "error" and not message["metadata"].get("local"):
-                errors += 1
-            elif kind == "final":
-                final = data
-            if "total_processed" in data:
-                processed = max(processed, data["total_processed"])
-                total = data["total_processed"] + data["total_remaining"]
-            elif kind in ("progress", "final"):
-                processed, total = max(processed, data["processed"]), data["total"]
-        return processed, total, errors, final, strong
-
-    def _counters(self, processed: int, total: int) -> dict[str, Any]:
-        rows = self._rows
-        elapsed = time.perf_counter() - self._started
-        rate = processed / elapsed if elapsed > 0 else 0.0
-        eta = (total - processed) / rate if rate > 0 else None
-        counts = {signal: rows.counts[signal] for signal in SIGNALS}
-        return {"processed": processed, "total": total, "rows": len(rows.results),
-                "elapsed": elapsed, "rate": rate, "eta": eta, "signal_counts": counts,
-                "best_symbol": rows.best,
-                "mean_rating": rows.rating_sum / len(rows.results) if rows.results else None}
+    def _counters(self) -> dict[str, Any]:
+        tally = self._tally
+        elapsed = tally.elapsed()
+        rate, eta = measure_pace(tally.processed, tally.total, elapsed)
+        return {"processed": tally.processed, "total": tally.total, "rows": len(tally.rows),
+                "elapsed": elapsed, "rate": rate, "eta": eta,
+                "signal_counts": tally.signal_counts, "best_symbol": tally.best_symbol,
+                "mean_rating": tally.mean_rating}
 
     @staticmethod
     def _outcome(final: dict[str, Any]) -> dict[str, Any]:

@@ -1,5 +1,11 @@
 """The Panel view of a ScanController: controls, live stats, the results table and charts.
 
+The controller is the model and never imports this view; the view is one line, in a notebook
+cell or in ``app.py`` (a :class:`panel.viewable.Viewer`, as in Panel's reference apps)::
+
+    Dashboard(controller)                                # the live dashboard in the cell
+    Dashboard(controller).servable(title="technic-panel")  # `panel serve app.py`
+
 The dashboard reads the controller's outputs and ColumnDataSources and calls its
 ``start`` / ``stop`` / ``pause`` / ``resume`` / ``watch``; it never touches the stream.
 Filters (signal, tier, least tech_rating, symbol search) live in a ``CDSView`` whose
@@ -11,9 +17,10 @@ No HTML from data: every text built from input or data (toasts, stats, titles) i
 here, where it becomes HTML; the table, tooltips and the watch list render text, not HTML
 (Bokeh's formatters and Select). The CSV export neutralises formula cells (:func:`csv_safe`).
 
-Served, the dashboard lives on its document's thread. In a notebook, :class:`NotebookLayout`
-applies the browser's messages under the controller's ``document_lock`` and drops the browser's
-echoes of the data sources' updates (see there).
+Served, the dashboard lives on its document's thread. In a notebook,
+:class:`~technic_panel.ui.notebook.NotebookLayout` applies the browser's messages under the
+controller's ``document_lock`` and drops the browser's echoes of the data sources' updates (a
+workaround for Panel's notebook comms, version-guarded there).
 """
 
 from __future__ import annotations
@@ -26,13 +33,14 @@ from typing import Any
 import pandas as pd
 import panel as pn
 import param
-from bokeh.models import ColumnDataSource, Model
+from bokeh.models import ColumnDataSource
 
-from technic_panel.config import ScanConfig
+from technic_panel.config import ScanConfig, source_for
 from technic_panel.data import DataError
-from technic_panel.streaming.manager import TooManyScans, UnknownScan, source_for
+from technic_panel.streaming.manager import TooManyScans, UnknownScan
 from technic_panel.ui import charts
 from technic_panel.ui.controller import ScanController
+from technic_panel.ui.notebook import NotebookLayout
 from technic_panel.vocabulary import ACTIVE_STATUSES, PRIORITY_TIERS, SIGNALS
 
 SETTING_GROUPS = {
@@ -71,34 +79,6 @@ _STATS_CSS = """
 """
 
 
-class NotebookLayout(pn.Row):
-    """The dashboard's root in a notebook: the browser's messages applied safely.
-
-    Panel 1.9's notebook CommManager (JavaScript) sends every change of the page back to the
-    kernel, the changes it has just received from the kernel included: it does not skip
-    BokehJS's ``sync: false`` events as Bokeh's own ClientSession does. Applied, the echo of a
-    ``stream`` appends the same rows again to the Python ColumnDataSource. And JupyterLab's
-    default ``commsOverSubshells`` delivers those messages on a kernel thread of their own
-    while the periodic callback streams on the main thread: the document changed from two
-    threads lost or doubled rows in the page (tests/test_jupyterlab.py). So this layout drops
-    the browser's events on the ``owned`` data sources, which only Python writes, and applies
-    the others holding ``lock``.
-    """
-
-    def __init__(self, *objects: Any, owned: list[Model], lock: Any, **params: Any) -> None:
-        super().__init__(*objects, **params)
-        self._owned_ids = frozenset(model.id for model in owned)
-        self._lock = lock
-
-    def _on_msg(self, ref: str, manager: Any, msg: dict[str, Any]) -> None:
-        content = msg.get("content")
-        if isinstance(content, dict) and "events" in content:
-            content["events"] = [event for event in content["events"]
-                                 if (event.get("model") or {}).get("id") not in self._owned_ids]
-        with self._lock:
-            super()._on_msg(ref, manager, msg)
-
-
 def csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
     """Return ``frame`` with text cells that start a formula prefixed by ``'`` (OWASP).
 
@@ -122,8 +102,12 @@ def _num(value: float | None, fmt: str, testid: str) -> str:
     return f'<span data-testid="{testid}">{text}</span>'
 
 
-class Dashboard(param.Parameterized):
+class Dashboard(pn.viewable.Viewer):
     """Controls, stats, table and charts of one :class:`ScanController`.
+
+    A :class:`panel.viewable.Viewer`: displayed in a notebook it renders :meth:`layout`;
+    ``servable()`` or ``pn.serve`` in a server session render :meth:`template` (see
+    :meth:`__panel__`).
 
     Parameters
     ----------
@@ -217,6 +201,12 @@ class Dashboard(param.Parameterized):
         """Return the main area: stats, progress, filters, table, symbol chart, charts."""
         return [self._stats, self._progress, self._filters, self._table, self._symbol_card,
                 self._charts]
+
+    def __panel__(self) -> pn.viewable.Viewable | pn.template.BaseTemplate:
+        """Return the view: a FastListTemplate in a server session, else a plain layout."""
+        doc = pn.state.curdoc
+        served = doc is not None and doc.session_context is not None
+        return self.template() if served else self.layout()
 
     def layout(self) -> NotebookLayout:
         """Return the dashboard as one layout (notebooks: no template).

@@ -1,0 +1,64 @@
+"""Shared test helpers: poll with a deadline, a clock the test moves, a free loopback port.
+
+Test modules import them by name (``from helpers import wait_until``): ``tests/`` is not a
+package, and pytest's default ``prepend`` import mode puts it on ``sys.path``. Fixtures live
+in ``conftest.py``; everything else shared lives here, defined once.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+
+import pytest
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 5.0, interval: float = 0.005):
+    """Poll ``predicate`` until it returns a truthy value; fail the test after ``timeout`` s.
+
+    Returns that value. Not for Playwright tests: their page events arrive only while the
+    sync API runs, so they wait in the page (``page.wait_for_function``) instead.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout} s: {predicate}")
+        time.sleep(interval)
+
+
+class FakeClock:
+    """Monotonic seconds that move only when the test says so.
+
+    Call it for the time; :meth:`advance` moves it; :meth:`sleep` moves it too and records
+    the delay in ``sleeps``, so code that sleeps through an injected ``sleep`` runs at once.
+    """
+
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def __repr__(self) -> str:
+        return f"FakeClock(now={self.now}, sleeps={len(self.sleeps)})"
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock on by ``seconds``."""
+        self.now += seconds
+
+    def sleep(self, seconds: float) -> None:
+        """Record a delay of ``seconds`` and move the clock on by it."""
+        self.sleeps.append(seconds)
+        self.advance(seconds)
+
+
+def free_port() -> int:
+    """Return a loopback TCP port that was free a moment ago."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
