@@ -37,3 +37,16 @@ def dashboard_manager(panel_state):
     manager = StreamManager(inactivity_timeout=60)
     yield manager
     manager.shutdown()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A headless Chromium (Debian's) for a module's browser tests; skips or fails without it."""
+    from browser_helpers import CHROMIUM, CHROMIUM_ARGS, require_chromium
+    from playwright.sync_api import sync_playwright
+
+    require_chromium()
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()

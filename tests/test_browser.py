@@ -19,8 +19,6 @@ import urllib.request
 
 import pytest
 from browser_helpers import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     RECORD_JS,
     ROOT,
     click_start,
@@ -65,17 +63,6 @@ def server():
     require_chromium()
     with panel_server() as (base, _process):
         yield base
-
-
-@pytest.fixture(scope="module")
-def browser():
-    require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture

@@ -24,8 +24,6 @@ import panel as pn
 import pytest
 from bokeh.util.token import generate_jwt_token, generate_session_id
 from browser_helpers import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     offline_routes,
     require_chromium,
     served_app,
@@ -319,17 +317,6 @@ def open_server(prices_dir):
     require_chromium()
     with served_app(TECHNIC_DATA_DIRS=str(prices_dir)) as served:
         yield served
-
-
-@pytest.fixture(scope="module")
-def browser():
-    require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture
