@@ -20,7 +20,7 @@ import param
 from technic_panel.data import DataSource, FileSource, SampleSource, SyntheticSource
 from technic_panel.data.synthetic import SECTORS
 from technic_panel.policy import PolicyError, ServerPolicy
-from technic_panel.vocabulary import RESULT_COLUMNS, SIGNALS
+from technic_panel.vocabulary import EXECUTOR_KINDS, RESULT_COLUMNS, SIGNALS
 
 
 class ConfigError(ValueError):
@@ -62,7 +62,7 @@ class ScanConfig(param.Parameterized):
                                      doc="Skip symbols whose 20-day average dollar volume is "
                                          "below this.")
     executor: param.Selector[str] = param.Selector(
-        default="thread", objects=["thread", "process", "dask"],
+        default="thread", objects=list(EXECUTOR_KINDS),
         doc="Where symbols are computed: threads, processes or Dask.")
     workers = param.Integer(default=None, allow_None=True, bounds=(1, 256),
                             doc="Worker count (default: 1 thread, 32 when the source waits "

@@ -41,7 +41,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-EXECUTOR_KINDS = ("thread", "process", "dask")
+from technic_panel.vocabulary import EXECUTOR_KINDS
 
 
 class PolicyError(ValueError):

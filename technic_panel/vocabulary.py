@@ -13,6 +13,9 @@ MESSAGE_TYPES = ("result", "update", "progress", "error", "final")
 SIGNALS = ("STRONG_BUY", "BUY", "HOLD", "SELL", "STRONG_SELL")
 """Every ``signal`` a result may have, strongest buy first."""
 
+EXECUTOR_KINDS = ("thread", "process", "dask")
+"""Where a scan's symbols can be computed: threads, processes or a Dask cluster."""
+
 PRIORITY_TIERS = ("high", "medium", "low")
 """Every ``priority_tier`` a result may have, first scanned first."""
 

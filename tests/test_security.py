@@ -410,3 +410,18 @@ def test_the_served_dashboard_applies_the_same_policy(settings, field):
         assert manager.list() == []
     finally:
         manager.shutdown()
+
+
+@pytest.mark.parametrize(("settings", "expected"), [
+    ({"latency_ms": 1}, 4),  # io-bound: the thread default would be 32
+    ({"executor": "process"}, 2), ({"executor": "dask"}, 2), ({"workers": 3}, 3),
+])
+def test_a_scan_that_names_no_workers_still_runs_within_the_policy(settings, expected):
+    from technic_panel.config import ScanConfig
+    from technic_panel.streaming.run import capped_workers
+
+    policy = ServerPolicy(max_workers=4, max_processes=2)
+    config = ScanConfig.from_mapping(settings, policy)
+    io_bound = config.latency_ms > 0
+    assert capped_workers(config, policy, io_bound) == expected
+    assert capped_workers(config, None, io_bound) == config.workers  # the notebook decides

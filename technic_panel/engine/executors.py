@@ -28,10 +28,10 @@ from technic_panel.engine.workers import (
     in_daemon_thread,
     process_pool,
 )
+from technic_panel.vocabulary import EXECUTOR_KINDS
 
 log = logging.getLogger(__name__)
 
-EXECUTOR_KINDS = ("thread", "process", "dask")
 
 Outcome = tuple[str, bool, dict[str, Any]]
 """One symbol's outcome: (symbol, ok, row or error details)."""

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from technic_panel.config import ScanConfig
 from technic_panel.data import DataSource
+from technic_panel.engine.executors import DaskExecutor, ProcessExecutor, ScanExecutor
 from technic_panel.engine.scanner import ScanEvent, Scanner, ScanSummary
 from technic_panel.engine.scoring import Strategy
 from technic_panel.policy import ServerPolicy
@@ -159,12 +160,12 @@ class ScanRun:
         record.criteria.start_timer(lambda: stop_scanner(record, self._lock))
         try:
             scanner = self._scanner()
-            with self._lock:
+            with self._lock:  # a pause or stop that came first applies before anyone else's
                 record.scanner = scanner
-            if record.criteria.reason is not None:
-                scanner.stop()
-            if record.paused:
-                scanner.pause()
+                if record.criteria.reason is not None:
+                    scanner.stop()
+                if record.paused:
+                    scanner.pause()
             summary = scanner.run(lambda event: self._on_event(scanner, event),
                                   around_chunk=record.streamer.holding)
         except Exception as exc:  # noqa: BLE001 - a failed scan ends with an error and a final
@@ -177,9 +178,10 @@ class ScanRun:
 
     def _scanner(self) -> Scanner:
         config, policy = self.record.config, self.record.policy
+        source = self._source(config, policy)
         return Scanner(
-            self._source(config, policy), self.strategy, executor=config.executor,
-            workers=config.workers,
+            source, self.strategy, executor=config.executor,
+            workers=capped_workers(config, policy, getattr(source, "io_bound", False)),
             scheduler=policy.dask_scheduler if policy is not None else config.scheduler,
             filter=config.filter, previous_ratings=self._previous_ratings,
             sectors=config.sectors, min_price=config.min_price,
@@ -218,6 +220,21 @@ class ScanRun:
                  "first_result_after": summary.first_event_after if summary else None,
                  "error": record.error}
         self._end(record, final, progress)
+
+
+def capped_workers(config: ScanConfig, policy: ServerPolicy | None, io_bound: bool) -> int | None:
+    """Return the workers a scan runs with: its setting or its executor's default, capped.
+
+    With a ``policy`` (a remote client's scan) the count is at most what it allows,
+    also when the request names none; without one the executor decides (None).
+    """
+    if policy is None:
+        return config.workers
+    kinds: dict[str, type[ScanExecutor]] = {
+        "thread": ScanExecutor, "process": ProcessExecutor, "dask": DaskExecutor}
+    limit = policy.max_workers if config.executor == "thread" else policy.max_processes
+    chosen = config.workers or kinds[config.executor].default_workers(io_bound)
+    return min(chosen, limit)
 
 
 def stop_scanner(record: ScanRecord, lock: threading.RLock) -> None:
