@@ -337,7 +337,9 @@ def _reachable(port: int) -> bool:
 
 def test_a_real_periodic_callback_drains_on_the_server_then_is_removed(served, manager):
     controller, doc, callback = served(symbols=300)
-    wait_until(lambda: controller.status == "finished", timeout=20)
+    # the server thread sets the status, then removes the callback in the same drain
+    wait_until(lambda: controller.status == "finished" and controller._callback is None,
+               timeout=20)
     assert controller.rows == controller.processed == 300
     assert len(controller.cds.data["symbol"]) == 300
     assert controller._callback is None and not callback.running
