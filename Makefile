@@ -2,7 +2,10 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
+RUNTIME_STAMP = $(VENV)/.runtime-stamp
 STAMP = $(VENV)/.installed-stamp
+# setuptools' editable-install advisory (a UserWarning) is the only output pip gives otherwise.
+PIP = PYTHONWARNINGS=ignore::UserWarning $(BIN)/python -m pip
 PORT ?= 5006
 ADDRESS ?= 127.0.0.1
 STREAMING_CORE = technic_panel/streaming/contract.py,technic_panel/streaming/jsonsafe.py,technic_panel/streaming/streamer.py,technic_panel/streaming/termination.py,technic_panel/streaming/run.py,technic_panel/streaming/manager.py,technic_panel/streaming/tally.py,technic_panel/streaming/subscription.py
@@ -11,15 +14,20 @@ MYPY_PACKAGES = technic_panel/engine technic_panel/data technic_panel/streaming
 
 .PHONY: install serve test bench lint notebooks screenshot clean
 
-$(STAMP): pyproject.toml
+# `make serve` installs the runtime and the dask extra only; `make test` adds the test stack.
+$(RUNTIME_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,dask]'
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e '.[dask]'
+	touch $(RUNTIME_STAMP)
+
+$(STAMP): $(RUNTIME_STAMP)
+	$(PIP) install --quiet -e '.[test,dask,yahoo]'
 	touch $(STAMP)
 
 install: $(STAMP)
 
-serve: $(STAMP)
+serve: $(RUNTIME_STAMP)
 	$(BIN)/panel serve app.py --plugins technic_panel.api.serve --address $(ADDRESS) --port $(PORT) \
 		--auth-module technic_panel/api/auth.py --exclude-headers=Cookie --exclude-cookies=technic_dashboard \
 		--allow-websocket-origin=$(ADDRESS):$(PORT) --allow-websocket-origin=localhost:$(PORT)
