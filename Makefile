@@ -8,9 +8,9 @@ STAMP = $(VENV)/.installed-stamp
 PIP = PYTHONWARNINGS=ignore::UserWarning $(BIN)/python -m pip
 PORT ?= 5006
 ADDRESS ?= 127.0.0.1
-STREAMING_CORE = technic_panel/streaming/contract.py,technic_panel/streaming/jsonsafe.py,technic_panel/streaming/streamer.py,technic_panel/streaming/termination.py,technic_panel/streaming/run.py,technic_panel/streaming/manager.py,technic_panel/streaming/tally.py,technic_panel/streaming/subscription.py
+STREAMING_CORE = technic_panel/streaming/contract.py,technic_panel/streaming/jsonsafe.py,technic_panel/streaming/streamer.py,technic_panel/streaming/termination.py,technic_panel/streaming/run.py,technic_panel/streaming/manager.py,technic_panel/streaming/tally.py,technic_panel/streaming/subscription.py,technic_panel/streaming/retention.py,technic_panel/streaming/export.py
 
-MYPY_PACKAGES = technic_panel/engine technic_panel/data technic_panel/streaming
+MYPY_PACKAGES = technic_panel/engine technic_panel/data technic_panel/streaming technic_panel/live
 
 .PHONY: install serve test bench lint notebooks screenshot clean
 
@@ -46,6 +46,9 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_dashboard.py
 	$(BIN)/python benchmarks/bench_bokeh_ws.py
 	$(BIN)/python benchmarks/bench_memory.py
+	$(BIN)/python benchmarks/bench_signals.py
+	$(BIN)/python benchmarks/bench_store.py
+	$(BIN)/python benchmarks/bench_live.py
 
 # The README's picture: the browser test's screenshot, written to docs/ instead of a temp file.
 screenshot: $(STAMP)

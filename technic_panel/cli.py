@@ -4,6 +4,7 @@ Examples::
 
     technic-scan --symbols 500 --max-signals 5
     technic-scan --source sample --format table
+    technic-scan --symbols 2000 --format csv > scan.csv
     python -m technic_panel.cli --timeout 2 --latency-ms 50 | jq -c 'select(.type == "result")'
 
 Every setting of :class:`~technic_panel.config.ScanConfig` is a flag: its name
@@ -14,48 +15,53 @@ the scan, so the defaults and the validation live in ScanConfig alone.
 
 Output (``--format ndjson``, the default) is the message contract itself,
 flushed after every batch. ``--format table`` redraws a live view on a
-terminal and prints one table at the end otherwise.
+terminal (with the ETA) and prints one table at the end otherwise. ``--format csv``
+writes, once the scan has ended, a header and one row per result, best first,
+through :func:`~technic_panel.streaming.export.csv_text` (rounded, formula cells
+neutralised, as the dashboard's download); a failed scan or symbol errors add the
+summary line on stderr. Library logs (Dask, Bokeh, Tornado, asyncio) are shown from
+WARNING up; ``-v`` shows INFO, ``-vv`` DEBUG.
 
-Exit status: 0 when the scan completed, was terminated by a rule or stopped;
-1 when it failed (or stdout was closed early); 2 for invalid flags, with one
-line on stderr naming the flag, the rule and the value; 130 after Ctrl-C.
-Ctrl-C stops the scan, and the output still runs to its ``final`` message: the
-signal only sets a flag, which the drain loop checks every 0.1 s, so no line
-is ever cut short.
+Exit status: 0 when the scan completed, was terminated by a rule or stopped, and
+when stdout was closed early (``technic-scan | head``: the reader has what it wanted,
+so the scan stops and the rest is dropped, as Python's docs advise for SIGPIPE);
+1 when it failed; 2 for invalid flags, with one line on stderr naming the flag, the
+rule and the value; 130 after Ctrl-C. Ctrl-C stops the scan, and the output still
+runs to its ``final`` message: the signal only sets a flag, which the drain loop
+checks every 0.1 s, so no line is ever cut short.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import logging
 import os
 import signal
 import sys
 import threading
-import time
-from collections.abc import Iterator
-from typing import Any, NoReturn, TextIO
+from collections.abc import Callable, Iterator, Sequence
+from importlib import metadata
+from typing import Any, NoReturn
 
 import param
 
+from technic_panel import __version__
+from technic_panel.cli_views import FORMATS, PROG, View, make_view
 from technic_panel.config import ScanConfig
-from technic_panel.streaming.jsonsafe import to_json
 from technic_panel.streaming.manager import StreamManager
-from technic_panel.streaming.tally import ScanTally
 
 log = logging.getLogger(__name__)
 
-PROG = "technic-scan"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-FORMATS = ("ndjson", "table")
 POLL_SECONDS = 0.1
 """Longest wait for messages before the drain loop looks at Ctrl-C (and redraws) again."""
-REDRAW_SECONDS = 0.2
-"""Least time between two redraws of the live table."""
-LIVE_ROWS, FINAL_ROWS = 10, 20
-"""Rows of the table while the scan runs and once it has ended."""
-
+LIBRARY_LOGGERS = ("distributed", "bokeh", "tornado", "asyncio")
+"""Loggers of the libraries a scan runs on: WARNING and up unless ``-v``."""
+VERBOSITY = (logging.WARNING, logging.INFO, logging.DEBUG)
+"""The log level of no ``-v``, of ``-v`` and of ``-vv``."""
+_LOG_FORMAT = f"{PROG}: %(levelname)s: %(message)s"
 _METAVARS = {
     "path": "DIR", "seed": "S", "scheduler": "ADDRESS", "latency_ms": "MS", "error_rate": "P",
     "min_rating": "R", "max_fraction": "F", "timeout": "SECONDS", "filter": "EXPR",
@@ -63,9 +69,6 @@ _METAVARS = {
     "sectors": "SECTOR,...",
 }
 """How the help shows a setting's value; the others show N (integers) or their name."""
-_CLEAR = "\x1b[H\x1b[2J"
-_HEADER = (f"{'#':>3}  {'symbol':<8} {'signal':<11} {'tech_rating':>11} {'alpha_score':>11} "
-           f"{'price':>10}  sector")
 
 
 class UsageError(Exception):
@@ -94,18 +97,43 @@ def _number(text: str) -> float:
         raise argparse.ArgumentTypeError(f"must be a number, not {text!r}") from None
 
 
-def _comma_list(text: str) -> list[str]:
-    return [item.strip() for item in text.split(",") if item.strip()]
+def _choice(name: str, objects: Sequence[Any], *, many: bool = False) -> Callable[[str], Any]:
+    """Return the parser of one of ``objects`` (a comma list of them if ``many``).
+
+    A value that is none of them is refused with all of them, readably:
+    ``'Tech' is not a sector; choose from: Information Technology, Health Care, ...``.
+    """
+    by_text = {str(item): item for item in objects}
+    noun = name.replace("_", " ").removesuffix("s" if many else "")
+    article = "an" if noun[:1] in ("a", "e", "i", "o") else "a"
+
+    def one(text: str) -> Any:
+        if text not in by_text:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not {article} {noun}; choose from: {', '.join(by_text)}")
+        return by_text[text]
+
+    def parse(text: str) -> Any:
+        return [one(item.strip()) for item in text.split(",") if item.strip()] if many \
+            else one(text)
+
+    return parse
 
 
 def _flag_options(name: str, parameter: param.Parameter) -> dict[str, Any]:
-    """Return the ``add_argument`` options that parse ``parameter``'s values from text."""
-    options: dict[str, Any] = {"default": argparse.SUPPRESS, "help": _help(parameter),
-                               "metavar": _METAVARS.get(name, name.upper())}
+    """Return the ``add_argument`` options that parse ``parameter``'s values from text.
+
+    A Boolean is a switch with its negation (``--live`` / ``--no-live``).
+    """
+    options: dict[str, Any] = {"default": argparse.SUPPRESS, "help": _help(parameter)}
+    if isinstance(parameter, param.Boolean):
+        return {**options, "action": argparse.BooleanOptionalAction}
+    options["metavar"] = _METAVARS.get(name, name.upper())
     if isinstance(parameter, param.ListSelector):
-        options["type"] = _comma_list
+        options["type"] = _choice(name, parameter.objects, many=True)
     elif isinstance(parameter, param.Selector):
-        options.update(choices=list(parameter.objects), metavar=None)
+        objects = list(parameter.objects)
+        options.update(type=_choice(name, objects), choices=objects, metavar=None)
     elif isinstance(parameter, param.Integer):
         options.update(type=_integer, metavar=_METAVARS.get(name, "N"))
     elif isinstance(parameter, param.Number):
@@ -123,20 +151,35 @@ def _help(parameter: param.Parameter) -> str:
     return text.replace("%", "%%")
 
 
+def _version() -> str:
+    """Return the installed technic-panel's version (the source's, when run uninstalled)."""
+    try:
+        return metadata.version("technic-panel")
+    except metadata.PackageNotFoundError:
+        return f"{__version__} (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """Return the ``technic-scan`` parser: a flag per ScanConfig setting, plus ``--format``."""
+    """Return the ``technic-scan`` parser: a flag per ScanConfig setting, plus the output's."""
     parser = _Parser(prog=PROG, allow_abbrev=False,
                      description="Run one stock scan and stream its messages to stdout as "
-                                 "NDJSON (one JSON message a line), or show them as a table.",
-                     epilog="Exit status: 0 completed, terminated or stopped; 1 failed; "
-                            "2 invalid flags; 130 interrupted by Ctrl-C.")
+                                 "NDJSON (one JSON message a line), or show them as a table "
+                                 "or CSV.",
+                     epilog="Exit status: 0 completed, terminated or stopped (also when "
+                            "stdout closes early, as with | head); 1 failed; 2 invalid flags; "
+                            "130 interrupted by Ctrl-C.")
     settings = parser.add_argument_group("scan settings")
     for name in ScanConfig.setting_names():
         settings.add_argument("--" + name.replace("_", "-"),
                               **_flag_options(name, ScanConfig.param[name]))
     parser.add_argument("--format", choices=FORMATS, default="ndjson",
+                        type=_choice("format", FORMATS),
                         help="ndjson: one message a line (default); table: a live view on a "
-                             "terminal, one table at the end otherwise.")
+                             "terminal, one table at the end otherwise; csv: a header and "
+                             "one row per result, best first, once the scan has ended.")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="Show the libraries' INFO logs on stderr (-vv: DEBUG).")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     return parser
 
 
@@ -157,6 +200,38 @@ def _config_error_text(exc: ValueError) -> str:
     return f"--{field.replace('_', '-')}: {exc}" if field else str(exc)
 
 
+class _OneLine(logging.Formatter):
+    """Format a record on one line: tracebacks are for ``-v`` (the final names the error)."""
+
+    def formatException(self, ei: Any) -> str:  # noqa: N802 (logging's name)
+        """Leave the traceback out."""
+        return ""
+
+    def formatStack(self, stack_info: str) -> str:  # noqa: N802 (logging's name)
+        """Leave the stack out."""
+        return ""
+
+
+def configure_logging(verbosity: int, executor: str | None = None) -> None:
+    """Log to stderr; the libraries' loggers from WARNING (``verbosity`` 0), INFO (1), DEBUG (2).
+
+    Without ``-v`` a record is one line (no traceback), and a library is never made
+    louder than it set itself (distributed keeps Tornado at CRITICAL). A Dask scan
+    imports distributed first: its import sets its own loggers to INFO, which would
+    undo these levels if the scan imported it later.
+    """
+    level = VERBOSITY[min(verbosity, len(VERBOSITY) - 1)]
+    handler = logging.StreamHandler()
+    handler.setFormatter((logging.Formatter if verbosity else _OneLine)(_LOG_FORMAT))
+    logging.basicConfig(level=level, handlers=[handler])
+    if executor == "dask":
+        with contextlib.suppress(ImportError):  # the scan then fails, naming the extra
+            importlib.import_module("distributed")
+    for name in LIBRARY_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.setLevel(max(logger.level, level) if verbosity == 0 else level)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``technic-scan`` with ``argv`` (default: the command line); return the exit status.
 
@@ -171,7 +246,7 @@ not 1.5.
         args = build_parser().parse_args(argv)
     except UsageError as exc:
         return _usage_error(str(exc))
-    logging.basicConfig(level=logging.WARNING, format=f"{PROG}: %(levelname)s: %(message)s")
+    configure_logging(args.verbose, getattr(args, "executor", None))
     stop_request = threading.Event()
     manager = StreamManager(max_concurrent=1)
     try:
@@ -180,7 +255,7 @@ not 1.5.
                 scan_id = manager.start_stream(_settings(args))
             except ValueError as exc:  # ConfigError, or a rule the criteria check
                 return _usage_error(_config_error_text(exc))
-            return _stream(manager, scan_id, _make_view(args.format, sys.stdout), stop_request)
+            return _stream(manager, scan_id, make_view(args.format, sys.stdout), stop_request)
     finally:
         manager.shutdown()
 
@@ -198,21 +273,25 @@ def _sigint_sets(event: threading.Event) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _stream(manager: StreamManager, scan_id: str, view: _NdjsonView | _TableView,
+def _stream(manager: StreamManager, scan_id: str, view: View,
             stop_request: threading.Event) -> int:
-    """Show the scan's messages up to its final; return the exit status."""
+    """Show the scan's messages up to its final; return the exit status.
+
+    A reader that closes stdout early (``| head``) is done, not failed: the scan is
+    stopped (by ``main``'s shutdown) and the status is 0, so ``set -o pipefail`` holds.
+    """
     try:
         final = _drain(manager, scan_id, view, stop_request)
     except BrokenPipeError:
         log.info("stdout was closed; stopping scan %s", scan_id)
         _silence_stdout()
-        return EXIT_FAILED
+        return EXIT_OK
     if stop_request.is_set():
         return EXIT_INTERRUPTED
     return EXIT_FAILED if final["data"]["status"] == "failed" else EXIT_OK
 
 
-def _drain(manager: StreamManager, scan_id: str, view: _NdjsonView | _TableView,
+def _drain(manager: StreamManager, scan_id: str, view: View,
            stop_request: threading.Event) -> dict:
     """Hand every message to ``view`` until the final; stop the scan once Ctrl-C is pressed."""
     subscription = manager.subscribe(scan_id)
@@ -234,92 +313,6 @@ def _silence_stdout() -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
     os.close(devnull)
-
-
-def _make_view(fmt: str, out: TextIO) -> _NdjsonView | _TableView:
-    return _NdjsonView(out) if fmt == "ndjson" else _TableView(out, live=out.isatty())
-
-
-class _NdjsonView:
-    """Write each message as one line of JSON, flushing after every batch."""
-
-    def __init__(self, out: TextIO) -> None:
-        self.out = out
-
-    def show(self, batch: list[dict]) -> None:
-        if batch:
-            self.out.write("".join(f"{to_json(msg)}\n" for msg in batch))
-            self.out.flush()
-
-    def close(self, final: dict) -> None:
-        """Nothing to add: the final was written with its batch."""
-
-
-def _table(tally: ScanTally, count: int) -> list[str]:
-    """Return the header and the ``count`` rows with the highest tech_rating."""
-    top = sorted(tally.rows.values(), key=lambda row: (-row["tech_rating"], row["symbol"]))
-    return [_HEADER, *(_row_line(rank, row) for rank, row in enumerate(top[:count], 1))]
-
-
-def _dashboard(tally: ScanTally, count: int, status: str) -> list[str]:
-    """Return the live view: title, progress bar, counts by signal, top ``count`` rows."""
-    counts = " | ".join(f"{name} {number}" for name, number in tally.signal_counts.items())
-    return [f"{PROG}  {tally.scan_id or ''}  {status}",
-            _progress_bar(tally.processed, tally.total, tally.pace().rate),
-            f"{counts} | errors {tally.errors}", "", *_table(tally, count)]
-
-
-class _TableView:
-    """Show the scan as a table: redrawn live on a terminal, else printed once at the end."""
-
-    def __init__(self, out: TextIO, *, live: bool) -> None:
-        self.out, self.live = out, live
-        self.tally = ScanTally(clock=time.monotonic)
-        self._drawn_at = float("-inf")
-
-    def show(self, batch: list[dict]) -> None:
-        self.tally.add_all(batch)
-        now = time.monotonic()
-        if self.live and now - self._drawn_at >= REDRAW_SECONDS:
-            self._drawn_at = now
-            self._write(_dashboard(self.tally, LIVE_ROWS, "running"), clear=True)
-
-    def close(self, final: dict) -> None:
-        """Print the last view (a terminal) or the table (otherwise), then a summary line."""
-        data = final["data"]
-        lines = (_dashboard(self.tally, FINAL_ROWS, data["status"]) if self.live
-                 else _table(self.tally, FINAL_ROWS))
-        self._write([*lines, _summary(data)], clear=self.live)
-
-    def _write(self, lines: list[str], *, clear: bool) -> None:
-        self.out.write((_CLEAR if clear else "") + "\n".join(lines) + "\n")
-        self.out.flush()
-
-
-def _fixed(value: float | None, digits: int) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
-def _row_line(rank: int, row: dict) -> str:
-    return (f"{rank:>3}  {row['symbol']:<8} {row['signal']:<11} {row['tech_rating']:>11.2f} "
-            f"{row['alpha_score']:>11.4f} {_fixed(row.get('price'), 2):>10}  "
-            f"{row.get('sector') or '-'}")
-
-
-def _progress_bar(processed: int, total: int, rate: float, width: int = 30) -> str:
-    share = processed / total if total else 0.0
-    done = round(width * share)
-    return (f"[{'#' * done}{'.' * (width - done)}] {processed}/{total} {100 * share:5.1f}%  "
-            f"{rate:,.1f} symbols/s")
-
-
-def _summary(data: dict) -> str:
-    """Return one line: status (and reason), the counts, the elapsed time, any scan error."""
-    status = data["status"]
-    head = f"{status} ({data['reason']})" if data.get("reason") else status
-    line = (f"{head}: {data['processed']}/{data['total']} processed, {data['results']} results, "
-            f"{data['errors']} errors, {data['filtered']} filtered in {data['elapsed']:.2f} s")
-    return f"{line}; {data['error']}" if data.get("error") else line
 
 
 if __name__ == "__main__":

@@ -18,9 +18,17 @@ from typing import Any
 import param
 
 from technic_panel.data import DataSource, FileSource, SampleSource, SyntheticSource
+from technic_panel.data.store import StoreSource
 from technic_panel.data.synthetic import SECTORS
+from technic_panel.engine.scoring import STRATEGY_SETTINGS, Strategy, StrategyError
 from technic_panel.policy import PolicyError, ServerPolicy
-from technic_panel.vocabulary import EXECUTOR_KINDS, RESULT_COLUMNS, SIGNALS
+from technic_panel.vocabulary import EXECUTOR_KINDS, FEED_KINDS, RESULT_COLUMNS, SIGNALS
+
+_PATH_SOURCES = {"files": "a folder of CSV or Parquet files",
+                 "store": "a bar store's DuckDB file, made by `technic-data ingest`"}
+"""Sources read from ``path``, and what it must name."""
+_UNIVERSE_SOURCES = ("files",)
+"""Sources that read ``universe_path``."""
 
 
 class ConfigError(ValueError):
@@ -40,19 +48,33 @@ def _coerce_number(parameter: param.Parameter, value: Any) -> Any:
     return value
 
 
+def _strategy_setting(name: str) -> param.Number:
+    """Return a copy of the Strategy Parameter ``name``: defined once, a scan setting too."""
+    strategy = Strategy.param[name]
+    return param.Number(strategy.default, bounds=strategy.bounds,
+                        softbounds=strategy.softbounds, step=strategy.step,
+                        label=strategy.label, doc=strategy.doc)
+
+
 class ScanConfig(param.Parameterized):
     """Every setting of one scan, with its documentation and bounds."""
 
     source: param.Selector[str] = param.Selector(
-        default="synthetic", objects=["synthetic", "sample", "files"],
+        default="synthetic", objects=["synthetic", "sample", "files", "store"],
         doc="Price data: the embedded synthetic universe, the real sample "
-            "prices bokeh-sampledata ships, or a folder of files (path).")
+            "prices bokeh-sampledata ships, a folder of files (path) or a bar store "
+            "(path: its DuckDB file).")
     path = param.String(default=None, allow_None=True,
-                        doc="Folder (or file) of CSV/Parquet prices for source='files'.")
+                        doc="Folder (or file) of CSV/Parquet prices for source='files'; the "
+                            "bar store's DuckDB file for source='store'.")
     symbols = param.Integer(default=5000, bounds=(1, 100_000),
                             doc="Universe size of the synthetic source.")
     seed = param.Integer(default=42, bounds=(0, 2**31 - 1),
                          doc="Seed of the synthetic universe: same seed, same prices.")
+    universe_path = param.String(default=None, allow_None=True,
+                                 doc="CSV/Parquet file of symbol metadata for source='files': a "
+                                     "symbol column and any of name, sector, industry, "
+                                     "market_cap (default: sector 'Unknown').")
     sectors = param.ListSelector(default=[], objects=list(SECTORS),
                                  doc="Scan only these sectors (synthetic sector names); empty: "
                                      "all.")
@@ -89,6 +111,39 @@ class ScanConfig(param.Parameterized):
     filter = param.String(default=None, allow_None=True,
                           doc="Only results passing this expression are sent, e.g. "
                               "'rsi_14 < 30 and close > sma_200'.")
+    weight_trend = _strategy_setting("weight_trend")
+    weight_momentum = _strategy_setting("weight_momentum")
+    weight_volume = _strategy_setting("weight_volume")
+    weight_volatility = _strategy_setting("weight_volatility")
+    weight_breakout = _strategy_setting("weight_breakout")
+    strong_buy_threshold = _strategy_setting("strong_buy_threshold")
+    buy_threshold = _strategy_setting("buy_threshold")
+    sell_threshold = _strategy_setting("sell_threshold")
+    strong_sell_threshold = _strategy_setting("strong_sell_threshold")
+    overbought_rsi = _strategy_setting("overbought_rsi")
+    max_stretch_atr = _strategy_setting("max_stretch_atr")
+    stop_atr = _strategy_setting("stop_atr")
+    target_atr = _strategy_setting("target_atr")
+    max_target_atr = _strategy_setting("max_target_atr")
+    live = param.Boolean(default=False,
+                         doc="Keep the scan going after its first pass: re-score each symbol "
+                             "on every bar of the feed, send changed rows and alerts, until "
+                             "Stop or timeout (max_signals and max_fraction end the first "
+                             "pass only).")
+    feed: param.Selector[str] = param.Selector(
+        default="synthetic", objects=list(FEED_KINDS),
+        doc="Bars of a live scan: the synthetic path continued, or the data's own bars "
+            "replayed from replay_from.")
+    bar_interval = param.Number(default=1.0, bounds=(0.05, 3600),
+                                doc="Seconds of wall time per bar of the synthetic feed.")
+    speed = param.Number(default=1.0, bounds=(0, 10_000_000), inclusive_bounds=(False, True),
+                         doc="Replay speed, as a multiple of real time (86400: a day a second).")
+    replay_from = param.String(default=None, allow_None=True,
+                               doc="First date replayed (feed='replay'), e.g. 2026-03-02; the "
+                                   "first pass scores the bars before it.")
+    alert_cooldown = param.Number(default=60.0, bounds=(0, 86_400),
+                                  doc="Least seconds (wall time) between two alerts of a "
+                                      "symbol.")
 
     @classmethod
     def setting_names(cls) -> list[str]:
@@ -109,7 +164,7 @@ class ScanConfig(param.Parameterized):
             if key not in known:
                 raise ConfigError(f"ScanConfig has no setting {key!r}; valid settings: "
                                   f"{', '.join(sorted(known))}", field=key)
-            if isinstance(value, bool):
+            if isinstance(value, bool) and not isinstance(cls.param[key], param.Boolean):
                 raise ConfigError(f"ScanConfig.{key} must not be a boolean, not {value!r}",
                                   field=key)
             if isinstance(value, float) and not math.isfinite(value):
@@ -136,12 +191,14 @@ class ScanConfig(param.Parameterized):
         """
         from technic_panel.engine.expressions import FilterExpression
 
-        if self.source == "files":
+        if self.source in _PATH_SOURCES:
             if not self.path:
-                raise ConfigError("ScanConfig.path is required when source='files' "
-                                  "(a folder of CSV or Parquet files)", field="path")
+                raise ConfigError(f"ScanConfig.path is required when source={self.source!r} "
+                                  f"({_PATH_SOURCES[self.source]})", field="path")
             if policy is None and not os.path.exists(self.path):
                 raise ConfigError(f"ScanConfig.path must exist, not {self.path!r}", field="path")
+        if self.universe_path:
+            self._check_universe_path(policy)
         if policy is not None:
             self._check_policy(policy)
         if not self.quality_signals:
@@ -155,17 +212,63 @@ class ScanConfig(param.Parameterized):
                 FilterExpression(self.filter, RESULT_COLUMNS)
             except ValueError as exc:
                 raise ConfigError(f"ScanConfig.filter: {exc}", field="filter") from exc
+        try:
+            strategy_for(self).validate()
+        except StrategyError as exc:
+            raise ConfigError(f"ScanConfig.{exc.field}: {exc}", field=exc.field) from exc
+        self._check_live()
         return self
+
+    def _check_live(self) -> None:
+        """Check the live settings: a replay needs live=True and a replay_from date."""
+        if self.feed == "replay" and not self.live:
+            raise ConfigError("ScanConfig.feed='replay' needs live=True", field="feed")
+        if self.replay_from is not None and self.feed != "replay":
+            raise ConfigError("ScanConfig.replay_from needs feed='replay', "
+                              f"not feed={self.feed!r}", field="replay_from")
+        if self.feed == "replay":
+            import pandas as pd
+
+            try:
+                valid = self.replay_from is not None and pd.Timestamp(self.replay_from) \
+                    is not pd.NaT
+            except (TypeError, ValueError):
+                valid = False
+            if not valid:
+                raise ConfigError("ScanConfig.replay_from must be an ISO date like 2026-03-02 "
+                                  f"when feed='replay', not {self.replay_from!r}",
+                                  field="replay_from")
+
+    def _check_universe_path(self, policy: ServerPolicy | None) -> None:
+        """Check that a source reads universe_path and, for the user, that the file exists."""
+        if self.source not in _UNIVERSE_SOURCES:
+            needs = " or ".join(f"source={name!r}" for name in _UNIVERSE_SOURCES)
+            raise ConfigError(f"ScanConfig.universe_path needs {needs}, "
+                              f"not source={self.source!r}", field="universe_path")
+        if policy is None and not os.path.isfile(str(self.universe_path)):
+            raise ConfigError("ScanConfig.universe_path must be an existing file, not "
+                              f"{self.universe_path!r}", field="universe_path")
 
     def _check_policy(self, policy: ServerPolicy) -> None:
         try:
             policy.check_executor(self.executor, self.workers, self.scheduler)
             if self.source == "synthetic":
                 policy.check_symbols(self.symbols)
-            if self.source == "files" and self.path:  # validate() has required a path
+            if self.source in _PATH_SOURCES and self.path:  # validate() has required one
                 self.path = str(policy.data_path(self.path))
+            if self.universe_path:
+                self.universe_path = _allowed_path(policy, "universe_path", self.universe_path)
         except PolicyError as exc:
             raise ConfigError(str(exc), field=exc.field) from exc
+
+
+def _allowed_path(policy: ServerPolicy, field: str, path: str) -> str:
+    """Return ``path`` resolved inside the operator's folders; PolicyError naming ``field``."""
+    try:
+        return str(policy.data_path(path))
+    except PolicyError as exc:
+        message = str(exc).replace("ScanConfig.path", f"ScanConfig.{field}", 1)
+        raise PolicyError(message, field=field) from exc
 
 
 def source_for(config: ScanConfig, *, emulate_provider: bool = True,
@@ -180,10 +283,20 @@ def source_for(config: ScanConfig, *, emulate_provider: bool = True,
         if not config.path:  # validate() refuses this; an unvalidated config may hold it
             raise ConfigError("ScanConfig.path is required when source='files'", field="path")
         limit = policy.max_file_bytes if policy is not None else None
-        return FileSource(config.path, max_file_bytes=limit)
+        return FileSource(config.path, universe_path=config.universe_path or None,
+                          max_file_bytes=limit)
+    if config.source == "store":
+        if not config.path:  # validate() refuses this; an unvalidated config may hold it
+            raise ConfigError("ScanConfig.path is required when source='store'", field="path")
+        return StoreSource(config.path)
     if config.source == "sample":
         return SampleSource()
     if not emulate_provider:
         return SyntheticSource(config.symbols, seed=config.seed)
     return SyntheticSource(config.symbols, seed=config.seed, latency_ms=config.latency_ms,
                            error_rate=config.error_rate)
+
+
+def strategy_for(config: ScanConfig) -> Strategy:
+    """Return the scoring :class:`~technic_panel.engine.scoring.Strategy` ``config`` names."""
+    return Strategy(**{name: getattr(config, name) for name in STRATEGY_SETTINGS})

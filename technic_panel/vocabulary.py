@@ -7,8 +7,15 @@ refuses a bad argument, in param's style ("Owner.name must be rule, not value").
 
 from __future__ import annotations
 
-MESSAGE_TYPES = ("result", "update", "progress", "error", "final")
+MESSAGE_TYPES = ("result", "update", "progress", "error", "alert", "final")
 """Every ``type`` a message may have."""
+
+ALERT_RULES = ("entered_filter", "left_filter", "signal_changed")
+"""Every ``rule`` an ``alert`` may name: a live symbol entered or left the filter, or its
+signal class changed, on a closed bar."""
+
+FEED_KINDS = ("synthetic", "replay")
+"""Where a live scan's bars come from: the synthetic path continued, or stored bars replayed."""
 
 SIGNALS = ("STRONG_BUY", "BUY", "HOLD", "SELL", "STRONG_SELL")
 """Every ``signal`` a result may have, strongest buy first."""
@@ -37,17 +44,18 @@ INDICATOR_COLUMNS = (
     "sma_20", "sma_50", "sma_200", "ema_20",
     "atr_14", "atr_pct", "adx_14",
     "bb_upper", "bb_middle", "bb_lower", "bb_pct_b",
-    "obv_slope", "roc_5", "roc_21", "roc_63",
-    "dist_high_20", "dist_high_52w", "range_pos_52w",
+    "obv_slope", "roc_5", "roc_21", "roc_63", "roc_126",
+    "dist_high_20", "dist_high_52w", "range_pos_52w", "high_52w", "low_52w", "stretch_atr",
     "rel_volume", "avg_dollar_volume_20",
 )
 """Every indicator ``latest_indicators`` returns; filter expressions may use them all.
 
 ``atr_pct``, ``roc_*``, ``dist_high_*`` and ``change_pct`` are percentages;
 ``bb_pct_b`` and ``range_pos_52w`` are positions in [0, 1] (``bb_pct_b`` may
-leave it); ``obv_slope`` is the 20-day regression slope of OBV as a fraction of
-the mean daily volume; ``rel_volume`` is today's volume over the mean of the
-20 days before it.
+leave it); ``high_52w`` and ``low_52w`` are prices; ``stretch_atr`` is how many
+ATRs the close sits above (negative: below) its 20-day mean; ``obv_slope`` is
+the 20-day regression slope of OBV as a fraction of the mean daily volume;
+``rel_volume`` is today's volume over the mean of the 20 days before it.
 """
 
 SCORE_COMPONENTS = ("trend", "momentum", "volume", "volatility", "breakout")

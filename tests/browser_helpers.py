@@ -31,6 +31,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 TABLE_JS = "Bokeh.index.query_one((view) => view.model.name === 'results-table')"
+"""The Overview table's BokehJS view (the other views' names append ``-technical``, ...)."""
 TABLE_STATE_JS = f"""() => {{
   if (!window.Bokeh || !Bokeh.index) return null;
   const view = {TABLE_JS};
@@ -168,15 +169,25 @@ def wait_answers(url: str, process: subprocess.Popen, log, timeout: float,
     raise RuntimeError(f"{name} did not answer {url} within {timeout} s")
 
 
-def offline_routes(page) -> None:
-    """Answer requests that leave the machine (web fonts) with an empty 200, as offline CI must.
+LOCAL = ("http://127.0.0.1", "ws://127.0.0.1", "blob:", "data:", "about:")
+"""URL prefixes of requests that stay on this machine."""
 
-    The Fast design links a Google font; without this an offline machine logs a failed
-    request as a console error.
+
+def offline_routes(page) -> list[str]:
+    """Fail every request that would leave the machine, as offline; return the list of them.
+
+    Each such request is aborted (the page sees a network error, as with no internet) and
+    its URL appended to the returned list, which a test asserts is empty: answering the
+    request instead would hide a page that needs the internet.
     """
-    local = ("http://127.0.0.1", "ws://127.0.0.1", "blob:", "data:")
-    page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(local)
-               else route.fulfill(status=200, body=""))
+    outside: list[str] = []
+
+    def fail(route) -> None:
+        outside.append(route.request.url)
+        route.abort()
+
+    page.route(lambda url: not url.startswith(LOCAL), fail)
+    return outside
 
 
 def wait_for_table(page, timeout: float = 20_000) -> None:
@@ -243,6 +254,23 @@ def settled_rows(page, timeout: float = 5.0) -> int:
         pytest.fail(f"the table received {rows} rows ({unique} distinct symbols), "
                     f"the dashboard processed {processed}")
     return table_state(page)["received"]
+
+
+def table_view_js(name: str) -> str:
+    """Return JS that finds the BokehJS view of the DataTable named ``name``."""
+    return f"Bokeh.index.query_one((view) => view.model.name === {name!r})"
+
+
+def overlaps(a: dict, b: dict) -> bool:
+    """Whether two Playwright bounding boxes intersect."""
+    return not (a["x"] + a["width"] <= b["x"] or b["x"] + b["width"] <= a["x"]
+                or a["y"] + a["height"] <= b["y"] or b["y"] + b["height"] <= a["y"])
+
+
+def inside(box: dict, width: int, height: int) -> bool:
+    """Whether a bounding box lies inside a viewport of ``width`` x ``height``."""
+    return box["x"] >= 0 and box["y"] >= 0 and box["x"] + box["width"] <= width \
+        and box["y"] + box["height"] <= height
 
 
 def wait_finished(page, timeout: float = 60_000) -> str:

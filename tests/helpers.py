@@ -1,4 +1,4 @@
-"""Shared test helpers: poll with a deadline, a clock the test moves, a free loopback port.
+"""Shared test helpers: poll with a deadline, a clock the test moves, a free port, daily bars.
 
 Test modules import them by name (``from helpers import wait_until``): ``tests/`` is not a
 package, and pytest's default ``prepend`` import mode puts it on ``sys.path``. Fixtures live
@@ -11,6 +11,8 @@ import socket
 import time
 from collections.abc import Callable
 
+import numpy as np
+import pandas as pd
 import pytest
 
 
@@ -62,3 +64,13 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def daily_bars(n: int = 250, start: str = "2023-01-02", seed: int = 0) -> pd.DataFrame:
+    """Plausible OHLCV bars on ``n`` business days from ``start``, indexed by ``date``."""
+    rng = np.random.default_rng(seed)
+    close = 50 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
+    index = pd.DatetimeIndex(pd.bdate_range(start, periods=n), name="date")
+    return pd.DataFrame({"open": close * 0.99, "high": close * 1.02, "low": close * 0.97,
+                         "close": close, "volume": rng.integers(1_000, 10_000, n).astype(float)},
+                        index=index)

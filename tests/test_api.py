@@ -567,3 +567,38 @@ def test_make_app_without_a_manager_shares_the_default_one():
         assert default_manager().get(scan_id).scan_id == scan_id
         assert requests.get(f"{api.url}/health", timeout=10).json()["scans"] >= 1
     default_manager().shutdown()
+
+
+# --- strategy settings in the body ----------------------------------------------------------
+
+def test_strategy_settings_in_the_body_score_the_scan(server):
+    from technic_panel.engine.scoring import Strategy
+
+    settings = {"weight_trend": 2, "stop_atr": 1.5, "buy_threshold": 65}
+    scan_id = finished(server, {**SMALL, **settings})
+    rows = [m["data"] for m in all_messages(server, scan_id) if m["type"] == "result"]
+    assert len(rows) == SMALL["symbols"]
+    configured = Strategy(**settings)
+    assert all(configured.rescore(row) == row for row in rows)
+    assert any(Strategy().rescore(row) != row for row in rows)
+    status = requests.get(f"{server.url}/scan/stream/{scan_id}", timeout=10).json()
+    assert {key: status["config"][key] for key in settings} == settings
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"buy_threshold": 90}, "buy_threshold"),  # above strong_buy_threshold
+    ({"stop_atr": 0}, "stop_atr"),
+    ({"weight_volume": -0.5}, "weight_volume"),
+    ({"target_atr": 20}, "target_atr"),  # beyond max_target_atr
+])
+def test_a_bad_strategy_setting_is_400_naming_it(server, body, field):
+    response = requests.post(f"{server.url}/scan/stream", json=body, timeout=10)
+    error = assert_envelope(response, 400, field)
+    assert field in error["message"]
+
+
+def test_openapi_gives_the_strategy_settings_their_bounds():
+    properties = openapi_spec()["components"]["schemas"]["ScanConfig"]["properties"]
+    trend = properties["weight_trend"]
+    assert (trend["minimum"], trend["maximum"], trend["default"]) == (0, 10, 0.3)
+    assert properties["overbought_rsi"]["minimum"] == 50

@@ -6,9 +6,15 @@ import json
 
 import pytest
 
-from technic_panel.config import ConfigError, ScanConfig
+from technic_panel.config import ConfigError, ScanConfig, strategy_for
 from technic_panel.data.synthetic import SECTORS
-from technic_panel.vocabulary import INDICATOR_COLUMNS, RESULT_COLUMNS, SCORE_COLUMNS
+from technic_panel.engine.scoring import STRATEGY_SETTINGS, Strategy
+from technic_panel.vocabulary import (
+    INDICATOR_COLUMNS,
+    RESULT_COLUMNS,
+    SCORE_COLUMNS,
+    SCORE_COMPONENTS,
+)
 
 
 def refused(values: dict) -> ConfigError:
@@ -191,3 +197,170 @@ def test_configs_do_not_share_list_settings():
     second = ScanConfig.from_mapping({})
     assert second.sectors == [] and first.sectors == ["Energy"]
     assert set(first.sectors) <= set(SECTORS)
+
+
+# --- Strategy settings ------------------------------------------------------------------------
+
+
+def test_strategy_settings_are_scan_settings_defined_by_the_strategy():
+    names = ScanConfig.setting_names()
+    for name in STRATEGY_SETTINGS:
+        assert name in names
+        ours, theirs = ScanConfig.param[name], Strategy.param[name]
+        for attribute in ("default", "bounds", "softbounds", "step", "label", "doc",
+                          "inclusive_bounds"):
+            assert getattr(ours, attribute) == getattr(theirs, attribute), (name, attribute)
+
+
+def test_strategy_for_builds_the_configured_strategy():
+    config = ScanConfig.from_mapping({"weight_trend": 2, "strong_buy_threshold": 90,
+                                      "stop_atr": 1.5})
+    strategy = strategy_for(config)
+    assert isinstance(strategy, Strategy)
+    assert (strategy.weight_trend, strategy.strong_buy_threshold, strategy.stop_atr) == \
+        (2.0, 90.0, 1.5)
+    assert strategy.buy_threshold == Strategy.param["buy_threshold"].default
+    assert strategy_for(ScanConfig()).param.values() | {"name": None} == \
+        Strategy().param.values() | {"name": None}
+
+
+@pytest.mark.parametrize(("values", "field", "shown"), [
+    ({"weight_trend": -1}, "weight_trend", "-1"),
+    ({"weight_breakout": 11}, "weight_breakout", "11"),
+    ({"buy_threshold": 101}, "buy_threshold", "101"),
+    ({"stop_atr": 0}, "stop_atr", "0"),
+    ({"overbought_rsi": 40}, "overbought_rsi", "40"),
+    ({"max_stretch_atr": "wide"}, "max_stretch_atr", "wide"),
+    ({"buy_threshold": 90}, "buy_threshold", "90.0"),  # above strong_buy_threshold (80)
+    ({"strong_sell_threshold": 30}, "strong_sell_threshold", "30.0"),  # above sell (28)
+    ({"target_atr": 9}, "target_atr", "9.0"),  # beyond max_target_atr (8)
+    ({"max_target_atr": 2}, "max_target_atr", "2.0"),  # below target_atr (3)
+    ({f"weight_{name}": 0 for name in SCORE_COMPONENTS}, "weight_trend", "must not all be 0"),
+])
+def test_bad_strategy_settings_are_refused_naming_the_field(values, field, shown):
+    error = refused(values)
+    assert error.field == field
+    assert field in str(error) and shown in str(error)
+
+
+def test_the_cross_field_rules_are_checked_on_the_config_itself():
+    config = ScanConfig(sell_threshold=75.0)  # each value within its bounds, together not
+    with pytest.raises(ConfigError, match="sell_threshold < buy_threshold") as info:
+        config.validate()
+    assert info.value.field == "sell_threshold"
+
+
+# --- universe_path: symbol metadata for source='files' ----------------------------------------
+
+
+def write_folder(tmp_path):
+    """A data folder with one price file (ACME.csv, 60 bars) and a universe file."""
+    import pandas as pd
+
+    from technic_panel.data import SyntheticSource
+
+    data = tmp_path / "data"
+    (data / "prices").mkdir(parents=True)
+    source = SyntheticSource(1)
+    bars = source.bars(source.universe()["symbol"].iloc[0])
+    bars.to_frame().tail(60).to_csv(data / "prices" / "ACME.csv")
+    pd.DataFrame({"symbol": ["ACME"], "sector": ["Energy"], "name": ["Acme Corp"]}).to_csv(
+        data / "universe.csv", index=False)
+    return data
+
+
+def test_universe_path_is_a_setting_read_by_the_files_source(tmp_path):
+    from technic_panel.config import source_for
+
+    data = write_folder(tmp_path)
+    config = ScanConfig.from_mapping({"source": "files", "path": str(data / "prices"),
+                                      "universe_path": str(data / "universe.csv")})
+    assert config.to_dict()["universe_path"] == str(data / "universe.csv")
+    universe = source_for(config).universe()
+    assert universe[["symbol", "name", "sector"]].values.tolist() == [
+        ["ACME", "Acme Corp", "Energy"]]
+    unset = source_for(ScanConfig.from_mapping({"source": "files", "path": str(data / "prices")}))
+    assert unset.universe()["sector"].tolist() == ["Unknown"]
+
+
+def test_universe_path_needs_the_files_source_and_an_existing_file(tmp_path):
+    error = refused({"universe_path": str(tmp_path / "universe.csv")})
+    assert error.field == "universe_path"
+    assert str(error) == ("ScanConfig.universe_path needs source='files', "
+                          "not source='synthetic'")
+    missing = str(tmp_path / "nowhere.csv")
+    error = refused({"source": "files", "path": str(tmp_path), "universe_path": missing})
+    assert error.field == "universe_path"
+    assert str(error) == f"ScanConfig.universe_path must be an existing file, not {missing!r}"
+
+
+def test_a_remote_universe_path_must_lie_inside_the_operators_folders(tmp_path):
+    from technic_panel.policy import ServerPolicy
+
+    data = write_folder(tmp_path)
+    outside = tmp_path / "secret.csv"
+    outside.write_text("symbol,sector\nACME,Energy\n")
+    policy = ServerPolicy(data_dirs=(data,))
+    request = {"source": "files", "path": str(data / "prices")}
+    config = ScanConfig.from_mapping(
+        {**request, "universe_path": str(data / "prices" / ".." / "universe.csv")}, policy)
+    assert config.universe_path == str((data / "universe.csv").resolve())
+    messages = set()
+    for path in (outside, tmp_path / "absent.csv", data / ".." / "secret.csv"):
+        with pytest.raises(ConfigError) as info:
+            ScanConfig.from_mapping({**request, "universe_path": str(path)}, policy)
+        assert info.value.field == "universe_path"
+        messages.add(str(info.value))
+    assert messages == {"ScanConfig.universe_path must lie inside a folder the server's "
+                        "operator allows (TECHNIC_DATA_DIRS)"}  # the same, whether it exists
+    with pytest.raises(ConfigError) as info:
+        ScanConfig.from_mapping({**request, "universe_path": str(data / "nothing.csv")}, policy)
+    assert str(info.value) == "ScanConfig.universe_path names nothing inside the allowed folders"
+
+
+# --- source='store' --------------------------------------------------------------------------
+
+def make_store(folder):
+    """A bar store with one symbol (250 bars) in ``folder``; returns its DuckDB file."""
+    from helpers import daily_bars
+
+    from technic_panel.data import BarStore
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with BarStore(folder / "bars.duckdb", create=True) as store:
+        store.write({"ACME": daily_bars(250)})
+    return folder / "bars.duckdb"
+
+
+def test_the_store_source_needs_an_existing_path_and_opens_a_store_source(tmp_path):
+    from technic_panel.config import source_for
+    from technic_panel.data import StoreSource
+
+    error = refused({"source": "store"})
+    assert (error.field, str(error)) == ("path", "ScanConfig.path is required when "
+                                                 "source='store' (a bar store's DuckDB file, "
+                                                 "made by `technic-data ingest`)")
+    missing = str(tmp_path / "none.duckdb")
+    assert str(refused({"source": "store", "path": missing})) == (
+        f"ScanConfig.path must exist, not {missing!r}")
+    config = ScanConfig.from_mapping({"source": "store", "path": str(make_store(tmp_path))})
+    source = source_for(config)
+    assert isinstance(source, StoreSource) and source.symbols() == ["ACME"]
+
+
+def test_a_remote_store_path_must_lie_inside_the_operators_folders(tmp_path):
+    from technic_panel.policy import ServerPolicy
+
+    inside, outside = make_store(tmp_path / "data"), make_store(tmp_path / "private")
+    policy = ServerPolicy(data_dirs=(tmp_path / "data",))
+    config = ScanConfig.from_mapping({"source": "store", "path": str(inside)}, policy)
+    assert config.path == str(inside.resolve())
+    messages = set()
+    for path in (outside, tmp_path / "data" / ".." / "private" / "bars.duckdb",
+                 tmp_path / "absent.duckdb"):
+        with pytest.raises(ConfigError) as info:
+            ScanConfig.from_mapping({"source": "store", "path": str(path)}, policy)
+        assert info.value.field == "path"
+        messages.add(str(info.value))
+    assert messages == {"ScanConfig.path must lie inside a folder the server's operator allows "
+                        "(TECHNIC_DATA_DIRS)"}

@@ -15,10 +15,10 @@ from bokeh.document import Document
 from bokeh.document.events import ColumnsPatchedEvent, ColumnsStreamedEvent
 from helpers import free_port, wait_until
 
-from technic_panel.config import ConfigError, ScanConfig
+from technic_panel.config import ConfigError, ScanConfig, strategy_for
 from technic_panel.data import SyntheticSource
 from technic_panel.engine.scanner import Scanner
-from technic_panel.engine.scoring import Strategy
+from technic_panel.engine.scoring import STRATEGY_SETTINGS, Strategy
 from technic_panel.streaming.jsonsafe import make_message
 from technic_panel.streaming.manager import StreamManager, UnknownScan
 from technic_panel.ui.controller import TABLE_COLUMNS, ScanController
@@ -64,13 +64,15 @@ def test_every_scan_setting_is_a_parameter_with_the_config_default():
         assert controller.param[name].default == ScanConfig.param[name].default
     assert controller.config.to_dict() == ScanConfig().to_dict()
     assert controller.param.update_period.bounds == (20, 5000)
-    assert isinstance(controller.strategy, Strategy)
-    assert ScanController().strategy is not controller.strategy
+    for name in STRATEGY_SETTINGS:  # the strategy is settings too, labelled, sliders that fit
+        parameter = controller.param[name]
+        assert parameter.label == Strategy.param[name].label and parameter.softbounds
+        assert parameter.softbounds[0] <= parameter.default <= parameter.softbounds[1]
 
 
 @pytest.mark.parametrize("name, value", [
     ("symbols", 0), ("latency_ms", -1.0), ("max_fraction", 1.5), ("executor", "gpu"),
-    ("update_period", 5), ("strategy", "fast"),
+    ("update_period", 5), ("weight_trend", -1.0),
 ])
 def test_a_bad_value_raises_value_error_naming_the_field(name, value):
     with pytest.raises(ValueError, match=name):
@@ -230,6 +232,8 @@ def test_start_stop_pause_resume_are_safe_to_call_twice(manager):
     assert controller.status == "paused" and manager.get(scan_id).paused
     controller.resume(), controller.resume()
     assert controller.status == "running" and not manager.get(scan_id).paused
+    wait_until(lambda: controller._drain() or controller.processed > 0, timeout=20,
+               interval=0.02)
     controller.stop(), controller.stop()
     assert controller.status == "stopping"
     drain_to_end(controller)
@@ -252,10 +256,118 @@ def test_a_second_start_after_the_end_begins_a_fresh_scan(manager):
     assert controller.rows == 40 and controller.scan_config.symbols == 40
 
 
-def test_the_strategy_scores_the_scan(manager):
-    strict = ScanController(manager=manager, symbols=100, strategy=Strategy(strong_buy=99.0))
+def test_the_strategy_settings_score_the_scan(manager):
+    strict = ScanController(manager=manager, symbols=100, strong_buy_threshold=99.0)
     strict.run()
     assert strict.signal_counts["STRONG_BUY"] == 0
+    assert manager.get(strict.scan_id).config.strong_buy_threshold == 99.0
+
+
+def test_a_strategy_change_rescores_the_rows_received_at_once(manager):
+    controller = ScanController(manager=manager, symbols=400)
+    controller.run()
+    before = controller.results.set_index("symbol")
+    controller.param.update(strong_buy_threshold=76.0, stop_atr=1.0)
+    after = controller.results.set_index("symbol")
+    assert controller.rescored == 1 and controller.strategy_error is None
+    direct = {}
+    Scanner(SyntheticSource(400, seed=42), strategy_for(controller.config)).run(
+        lambda event: direct.__setitem__(event.symbol, event.data))
+    for symbol, row in after.iterrows():  # as if the bars were scored again, no rescan
+        for name in ("signal", "tech_rating", "stop", "reward_risk"):
+            assert row[name] == pytest.approx(direct[symbol][name]), (symbol, name)
+    assert (after["stop"] != before["stop"]).any()
+    counts = after["signal"].value_counts().to_dict()
+    assert controller.signal_counts == {s: counts.get(s, 0) for s in controller.signal_counts}
+    shown = dict(zip(controller.cds.data["symbol"], controller.cds.data["signal"], strict=True))
+    assert shown == after["signal"].to_dict()
+
+
+def test_rows_arriving_after_a_strategy_change_are_rescored_too(manager):
+    controller = ScanController(manager=manager, **SLOW)
+    controller.start()
+    wait_until(lambda: controller._drain() or controller.rows >= 5, timeout=20, interval=0.02)
+    controller.stop_atr = 1.0
+    drain_to_end(controller)
+    frame = controller.results
+    plan = frame.dropna(subset=["entry"])
+    risk = (plan["entry"] - plan["stop"]).abs() / plan["atr_14"]
+    assert len(plan) > 5 and risk.round(6).max() <= 1.0  # every row, old and new, at 1 ATR
+    assert manager.get(controller.scan_id).config.stop_atr == 2.0  # the scan ran unchanged
+
+
+def test_a_strategy_the_rules_refuse_is_reported_and_changes_nothing(manager):
+    controller = ScanController(manager=manager, symbols=60)
+    controller.run()
+    signals = list(controller.cds.data["signal"])
+    controller.buy_threshold = 90.0  # above strong_buy_threshold
+    assert "buy_threshold" in controller.strategy_error and controller.rescored == 0
+    assert list(controller.cds.data["signal"]) == signals
+    controller.buy_threshold = 72.0
+    assert controller.strategy_error is None and controller.rescored == 1
+
+
+def test_failed_symbols_stream_into_error_rows(manager):
+    controller = ScanController(manager=manager, symbols=200, error_rate=0.2)
+    controller.run()
+    errors = controller.error_rows.data
+    assert 0 < controller.errors == len(errors["symbol"]) == len(set(errors["symbol"]))
+    assert set(errors["symbol"]).isdisjoint(controller.cds.data["symbol"])
+    assert all("error_rate=0.2" in message for message in errors["message"])
+    assert set(errors["error"]) == {"data"}
+    assert controller.rows + controller.errors == controller.processed == 200
+
+
+def test_a_scan_level_error_has_no_symbol_and_a_local_notice_is_no_error():
+    controller = ScanController()
+    notice = make_message("error", {"code": "behind_window", "message": "late"},
+                          scan_id="scan_test", seq=2)
+    notice["metadata"]["local"] = True
+    controller._apply([message("error", 1, error="scan", message="source gone"), notice])
+    assert controller.errors == 1
+    assert controller.error_rows.data == {"symbol": [""], "error": ["scan"],
+                                          "message": ["source gone"]}
+
+
+def test_the_eta_stands_still_while_paused(manager):
+    controller = ScanController(manager=manager, **SLOW)
+    controller.start()
+    wait_until(lambda: controller._drain() or controller.processed >= 8, timeout=20,
+               interval=0.02)
+    controller.pause()
+    time.sleep(0.5)  # work in flight arrives
+    controller._drain()
+    frozen = (controller.processed, controller.rate, controller.eta)
+    time.sleep(1.0)
+    controller._drain()
+    controller._apply([message("progress", controller.last_seq + 1,
+                               processed=controller.processed, total=controller.total)])
+    assert controller.processed == frozen[0]  # 1 s paused: the pace has not moved
+    assert (controller.rate, controller.eta) == pytest.approx(frozen[1:], rel=1e-4)
+    controller.resume()
+    controller.stop()
+    drain_to_end(controller)
+
+
+def test_rows_never_run_ahead_of_processed():
+    controller = ScanController()
+    controller._apply([message("progress", 1, processed=0, total=10),
+                       make_message("result", {"symbol": "AAA", "signal": "BUY",
+                                               "tech_rating": 70.0, "alpha_score": 0.5},
+                                    scan_id="scan_test", seq=2)])
+    assert controller.rows == 1 <= controller.processed
+
+
+def test_the_csv_dates_are_the_days_the_rows_are_as_of():
+    controller = ScanController()
+    controller._apply([result("AAA", 1),
+                       make_message("update", {"symbol": "AAA", "signal": "BUY",
+                                               "tech_rating": 70.0, "alpha_score": 0.5,
+                                               "bar_time": "2026-03-02T15:30:00.000Z"},
+                                    scan_id="scan_test", seq=2),
+                       result("BBB", 3)])
+    aaa, bbb = controller.result_dates(["AAA", "BBB"])
+    assert aaa == "2026-03-02" and len(bbb) == 10 and bbb.count("-") == 2
 
 
 # --- watch ----------------------------------------------------------------------------------
@@ -271,6 +383,17 @@ def test_watch_replays_and_follows_a_scan_started_elsewhere(manager):
     drain_to_end(controller)
     assert controller.rows == controller.processed == 300
     assert controller.scan_config.symbols == 300
+
+
+def test_watching_a_scan_shows_its_settings(manager):
+    scan_id = manager.start_stream({"symbols": 250, "latency_ms": 5, "workers": 3,
+                                    "stop_atr": 1.5, "max_signals": 40})
+    controller = ScanController(manager=manager)
+    controller.watch(scan_id)
+    assert (controller.symbols, controller.latency_ms, controller.workers, controller.stop_atr,
+            controller.max_signals) == (250, 5.0, 3, 1.5, 40)
+    drain_to_end(controller)
+    assert controller.rescored == 0 or controller.strategy_error is None
 
 
 def test_watch_of_an_unknown_scan_raises_and_changes_nothing(manager):
@@ -376,4 +499,6 @@ def test_the_controller_is_a_model_that_never_imports_its_view():
             "hasattr(c.ScanController, 'view'))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120, check=True)
-    assert done.stdout.split() == ["technic_panel.ui.controller,technic_panel.ui.table", "False"]
+    assert done.stdout.split() == [
+        "technic_panel.ui.controller,technic_panel.ui.outputs,technic_panel.ui.rescoring,"
+        "technic_panel.ui.table", "False"]

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import logging
 import pickle
+import re
+import tempfile
 import threading
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from technic_panel.data import (
     SNAPSHOT_COLUMNS,
@@ -19,6 +23,8 @@ from technic_panel.data import (
     DataSource,
     FileSource,
 )
+from technic_panel.data import files as files_module
+from technic_panel.data.base import PLAN_COLUMNS, PlannableSource, snapshot_from_bars
 
 HEADER = "date,open,high,low,close,volume\n"
 
@@ -332,10 +338,11 @@ def test_a_parquet_date_beyond_the_nanosecond_range_is_refused_not_wrapped(tmp_p
 def test_listing_parses_no_price_file(prices: Path, monkeypatch):
     from technic_panel.data import files
 
-    def fail(path):
-        raise AssertionError(f"parsed {path}")
+    def fail(path, *args):
+        raise AssertionError(f"read {path}")
 
-    monkeypatch.setattr(files, "_read_table", fail)
+    monkeypatch.setattr(files, "read_table", fail)
+    monkeypatch.setattr(files, "tail_bars", fail)
     assert FileSource(prices).symbols() == ["ACME", "BETA", "GAMMA"]
 
 
@@ -434,3 +441,263 @@ def test_pickle_round_trip(prices: Path, tmp_path: Path, loaded: bool):
     assert repr(clone) == repr(source)
     pd.testing.assert_frame_equal(clone.universe(), source.universe())
     assert_bars_equal(clone.bars("BETA"), ohlcv(seed=1))
+
+
+# --- planning: plan parts from the files' tails ----------------------------------------------
+
+
+def plan_of(source: FileSource) -> pd.DataFrame:
+    return pd.concat(list(source.plan_parts()), ignore_index=True)
+
+
+def expected_rows(source: FileSource, symbols: list[str]) -> pd.DataFrame:
+    """What a plan row must hold: the snapshot of the symbol's whole bars."""
+    rows = []
+    for symbol in symbols:
+        bars = source.bars(symbol)
+        window = slice(-files_module.AVG_WINDOW, None)
+        rows.append({**snapshot_from_bars(symbol, bars), "avg_dollar_volume": float(
+            np.mean(bars.close[window] * bars.volume[window]))})
+    return pd.DataFrame(rows).astype({"symbol": object, "date": "datetime64[ns]"})
+
+
+def assert_plan_is_the_snapshot_of_all_bars(plan: pd.DataFrame, path: Path) -> None:
+    expected = expected_rows(FileSource(path), list(plan["symbol"]))
+    pd.testing.assert_frame_equal(plan[list(expected.columns)], expected, check_exact=True)
+
+
+def forbid_whole_reads(monkeypatch) -> None:
+    """Make reading any whole per-symbol file fail the test."""
+    def fail(path, *args):
+        raise AssertionError(f"read all of {path}")
+
+    monkeypatch.setattr(files_module, "file_bars", fail)
+
+
+def test_plan_parts_cover_every_symbol_once_in_growing_parts(tmp_path: Path, monkeypatch):
+    for i in range(20):
+        write(tmp_path / f"S{i:02d}.csv", ohlcv(n=25, seed=i))
+    source = FileSource(tmp_path)
+    assert isinstance(source, PlannableSource)
+    assert files_module.FIRST_PART <= 64
+    monkeypatch.setattr(files_module, "FIRST_PART", 2)
+    monkeypatch.setattr(files_module, "LAST_PART", 8)
+    parts = list(source.plan_parts())
+    assert [len(part) for part in parts] == [2, 4, 8, 6]
+    assert all(list(part.columns) == list(PLAN_COLUMNS) for part in parts)
+    plan = pd.concat(parts, ignore_index=True)
+    assert list(plan["symbol"]) == source.symbols()
+    assert [len(part) for part in source.plan_parts()] == [2, 4, 8, 6]  # kept, read again
+    pd.testing.assert_frame_equal(pd.concat(list(source.plan_parts()), ignore_index=True), plan)
+
+
+@pytest.mark.parametrize("suffix", ["csv", "parquet"])
+def test_planning_reads_only_the_tails_of_long_files(tmp_path: Path, monkeypatch, suffix: str):
+    for i, symbol in enumerate(["ACME", "BETA", "GAMMA", "DELTA"]):
+        if suffix == "csv":
+            write(tmp_path / f"{symbol}.csv", ohlcv(n=300, seed=i))
+        else:  # several row groups, so the tail is not the whole file; it spans the last two
+            ohlcv(n=300, seed=i).to_parquet(tmp_path / f"{symbol}.parquet", row_group_size=20)
+    expected = expected_rows(FileSource(tmp_path), FileSource(tmp_path).symbols())
+    forbid_whole_reads(monkeypatch)
+    source = FileSource(tmp_path)
+    plan = plan_of(source)
+    pd.testing.assert_frame_equal(plan[list(expected.columns)], expected, check_exact=True)
+    snapshot = source.snapshot()
+    assert list(snapshot.columns) == list(SNAPSHOT_COLUMNS)
+    pd.testing.assert_frame_equal(snapshot, expected[list(SNAPSHOT_COLUMNS)], check_exact=True)
+    universe = source.universe()
+    assert list(universe.columns) == list(UNIVERSE_COLUMNS)
+    np.testing.assert_array_equal(universe["avg_dollar_volume"], expected["avg_dollar_volume"])
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(n=st.integers(2, 90), ending=st.sampled_from(["\n", "\r\n", "\r"]),
+       blank=st.sampled_from(["", "\n", "\r\n\r\n", "\n  \n"]),
+       holidays=st.lists(st.integers(1, 30), max_size=3),
+       seed=st.integers(0, 99), title=st.booleans())
+def test_a_csv_tail_gives_the_snapshot_of_the_whole_file(n, ending, blank, holidays, seed, title):
+    frame = ohlcv(n=n, seed=seed)
+    frame["date"] = frame["date"].dt.strftime("%Y-%m-%d")
+    for back in sorted(set(holidays)):
+        if back < n:
+            frame.loc[n - back, ["open", "high", "low", "close", "volume"]] = np.nan
+    if title:
+        frame = frame.rename(columns=str.title).assign(**{"Adj Close": 1.0})
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "ACME.csv"
+        path.write_bytes((frame.to_csv(index=False, lineterminator=ending) + blank).encode())
+        plan = plan_of(FileSource(folder))
+        assert_plan_is_the_snapshot_of_all_bars(plan, Path(folder))
+
+
+def test_a_file_the_tail_would_read_whole_is_read_once_for_plan_and_scan(tmp_path: Path,
+                                                                          monkeypatch):
+    write(tmp_path / "SHORT.csv", ohlcv(n=30))  # under 4 KB
+    write(tmp_path / "WHOLE.parquet", ohlcv(n=300, seed=1))  # one row group
+    source = FileSource(tmp_path)
+    plan = plan_of(source)
+    forbid_whole_reads(monkeypatch)
+    assert_bars_equal(source.bars("SHORT"), ohlcv(n=30))  # kept from planning
+    assert_bars_equal(source.bars("WHOLE"), ohlcv(n=300, seed=1))
+    monkeypatch.undo()
+    assert_plan_is_the_snapshot_of_all_bars(plan, tmp_path)
+
+
+def test_a_file_whose_tail_is_broken_is_planned_with_nan_and_fails_its_bars(tmp_path: Path):
+    write(tmp_path / "ACME.csv", close_last_above_high(ohlcv(n=300)))
+    bad_middle = ohlcv(n=300, seed=1).astype({"close": object})
+    bad_middle.loc[99, "close"] = "oops"
+    write(tmp_path / "BETA.csv", bad_middle)
+    write(tmp_path / "GAMMA.csv", ohlcv(n=300, seed=2))
+    source = FileSource(tmp_path)
+    plan = plan_of(source).set_index("symbol")
+    assert list(plan.index) == ["ACME", "BETA", "GAMMA"]
+    assert plan.loc["ACME", ["date", "close", "change_pct", "avg_dollar_volume"]].isna().all()
+    with pytest.raises(DataError) as info:
+        source.bars("ACME")
+    assert str(info.value) == "FileSource: ACME.csv row 300: close must be <= high"
+    assert plan.loc["BETA", "close"] == pytest.approx(ohlcv(n=300, seed=1)["close"].iloc[-1])
+    with pytest.raises(DataError) as info:  # the tail was fine: the whole file is not
+        source.bars("BETA")
+    assert str(info.value) == "FileSource: BETA.csv row 100: close is not a number"
+    assert list(source.snapshot()["symbol"]) == ["BETA", "GAMMA"]
+
+
+def close_last_above_high(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = frame.copy()
+    frame.loc[frame.index[-1], "close"] = 2 * frame["high"].iloc[-1]
+    return frame
+
+
+def test_an_unsorted_file_is_planned_from_its_sorted_bars(tmp_path: Path):
+    write(tmp_path / "DESC.csv", ohlcv(n=200).iloc[::-1])
+    write(tmp_path / "SHUF.parquet", ohlcv(n=200, seed=1).sample(frac=1, random_state=3))
+    assert_plan_is_the_snapshot_of_all_bars(plan_of(FileSource(tmp_path)), tmp_path)
+
+
+def test_plan_parts_carry_the_universe_files_metadata(prices: Path, tmp_path: Path):
+    meta = write(tmp_path / "universe.csv", pd.DataFrame({
+        "symbol": ["ACME", "beta "], "name": ["Acme Corp", "Beta Inc"],
+        "sector": ["Industrials", "Energy"], "industry": ["Machinery", None],
+        "market_cap": [1e9, 2.5e9]}))
+    plan = plan_of(FileSource(prices, universe_path=meta))
+    assert plan[["symbol", "name", "sector", "industry"]].values.tolist() == [
+        ["ACME", "Acme Corp", "Industrials", "Machinery"],
+        ["BETA", "Beta Inc", "Energy", "Unknown"],
+        ["GAMMA", "GAMMA", "Unknown", "Unknown"]]
+    np.testing.assert_array_equal(plan["market_cap"], [1e9, 2.5e9, np.nan])
+
+
+# --- the long table, read columnar -----------------------------------------------------------
+
+
+DEFECTS = ("close above high", "empty close", "repeated date", "placeholder", "negative volume",
+           "shuffled", "not a number")
+
+
+def symbol_rows(i: int, defect: str | None) -> pd.DataFrame:
+    """One symbol's rows, with at most one defect."""
+    frame = ohlcv(n=40, seed=i).astype({"volume": object})
+    if defect == "close above high":
+        frame.loc[30, "close"] = 3 * frame.loc[30, "high"]
+    elif defect == "empty close":
+        frame.loc[12, "close"] = np.nan
+    elif defect == "repeated date":
+        frame.loc[25, "date"] = frame.loc[20, "date"]
+    elif defect == "placeholder":
+        frame.loc[5, ["open", "high", "low", "close", "volume"]] = np.nan
+    elif defect == "negative volume":
+        frame.loc[39, "volume"] = -1.0
+    elif defect == "shuffled":
+        frame = frame.sample(frac=1, random_state=i)
+    elif defect == "not a number":
+        frame.loc[7, "volume"] = "many"
+    return frame.reset_index(drop=True)
+
+
+def in_long_rows(message: str, rows: np.ndarray) -> str:
+    """Rename a per-symbol file's message to the long table's: its file and row numbers."""
+    return re.sub(r"row (\d+)", lambda m: f"row {rows[int(m.group(1)) - 1]}", message)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(defects=st.lists(st.sampled_from((None, *DEFECTS)), min_size=1, max_size=5),
+       suffix=st.sampled_from(["csv", "parquet"]),
+       layout=st.sampled_from(["grouped", "grouped backwards", "shuffled"]))
+def test_the_long_table_gives_what_per_symbol_files_give(defects, suffix, layout):
+    if suffix == "parquet" and "not a number" in defects:
+        defects = [d if d != "not a number" else None for d in defects]
+    frames = {f"S{i}": symbol_rows(i, defect) for i, defect in enumerate(defects)}
+    order = list(frames)[::-1] if layout == "grouped backwards" else list(frames)
+    long = pd.concat([frames[s].assign(symbol=s) for s in order], ignore_index=True)
+    if layout == "shuffled":
+        long = long.sample(frac=1, random_state=len(defects)).reset_index(drop=True)
+    if "not a number" in defects:
+        long = long.astype({"volume": str})
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        table = FileSource(write(root / "long" / f"all.{suffix}", long))
+        for symbol in frames:  # the symbol's rows in the long table's order
+            write(root / "files" / f"{symbol}.{suffix}",
+                  long[long["symbol"] == symbol].drop(columns="symbol"))
+        files = FileSource(root / "files")
+        assert table.symbols() == files.symbols() == sorted(frames)
+        for symbol in frames:
+            rows = np.flatnonzero(long["symbol"] == symbol) + 1
+            try:
+                expected = files.bars(symbol)
+            except DataError as exc:
+                with pytest.raises(DataError) as info:
+                    table.bars(symbol)
+                assert str(info.value) == in_long_rows(str(exc), rows).replace(
+                    f"{symbol}.{suffix}", f"all.{suffix} (symbol {symbol})")
+                continue
+            bars = table.bars(symbol)
+            for column in bars._fields:
+                np.testing.assert_array_equal(getattr(bars, column), getattr(expected, column))
+                assert not getattr(bars, column).flags.writeable
+
+
+def test_a_long_table_already_grouped_by_symbol_is_sliced_in_place(tmp_path: Path):
+    frames = {s: ohlcv(seed=i) for i, s in enumerate(["GAMMA", "ACME", "BETA"])}
+    long = pd.concat([f.assign(symbol=s) for s, f in frames.items()], ignore_index=True)
+    source = FileSource(write(tmp_path / "all.parquet", long))
+    for symbol, frame in frames.items():
+        assert_bars_equal(source.bars(symbol), frame)
+    a, b = source.bars("ACME"), source.bars("BETA")
+    assert not np.shares_memory(a.close, b.close)
+    assert a.close.base is not None and a.close.base is b.close.base  # slices of one array
+    assert_plan_is_the_snapshot_of_all_bars(plan_of(source), tmp_path / "all.parquet")
+
+
+def test_a_long_table_keeps_the_wall_time_of_dates_with_an_offset(tmp_path: Path):
+    rows = "".join(f"ACME,2024-01-0{d}T00:00:00-05:00,1,2,0.5,1,9\n" for d in (2, 3, 4))
+    (tmp_path / "all.csv").write_text("symbol,date,open,high,low,close,volume\n" + rows)
+    bars = FileSource(tmp_path / "all.csv").bars("ACME")
+    np.testing.assert_array_equal(
+        bars.dates, np.array(["2024-01-02", "2024-01-03", "2024-01-04"], "datetime64[ns]"))
+
+
+def test_a_row_too_short_for_pyarrow_is_read_as_pandas_reads_it(tmp_path: Path):
+    (tmp_path / "ACME.csv").write_text(HEADER + GOOD_ROW + "2024-01-03,10,12,9\n")
+    with pytest.raises(DataError) as info:
+        FileSource(tmp_path).bars("ACME")
+    assert str(info.value) == "FileSource: ACME.csv row 2: close is empty"
+    long = "symbol," + HEADER + "ACME," + GOOD_ROW + "ACME,2024-01-03,10,12,9\nBETA," + GOOD_ROW
+    (tmp_path / "long").mkdir()
+    (tmp_path / "long" / "all.csv").write_text(long)
+    source = FileSource(tmp_path / "long")
+    with pytest.raises(DataError) as info:
+        source.bars("ACME")
+    assert str(info.value) == "FileSource: all.csv (symbol ACME) row 2: close is empty"
+    np.testing.assert_array_equal(source.bars("BETA").close, [11.0])
+
+
+def test_a_folder_is_read_by_many_threads_a_long_table_by_one(prices: Path, tmp_path: Path):
+    from technic_panel.engine.scanner import Scanner
+
+    long = write(tmp_path / "all.csv", ohlcv().assign(symbol="ACME"))
+    assert FileSource(prices).io_bound and not FileSource(long).io_bound
+    assert Scanner(FileSource(prices)).executor.workers > 1  # pyarrow reads without the GIL
+    assert Scanner(FileSource(long)).executor.workers == 1  # slices: computing is all

@@ -1,4 +1,10 @@
-"""SyntheticSource: a deterministic, plausible universe with injectable latency and failures."""
+"""SyntheticSource: a deterministic, plausible, lazily generated universe.
+
+Besides its statistical character: the universe of N symbols is the first N of any
+larger one with the same seed; it is generated in chunks only when asked for, held in
+a bounded process-wide cache, and a symbol generated alone equals the same symbol
+generated with its chunk.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +17,12 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from technic_panel.data import SNAPSHOT_COLUMNS, UNIVERSE_COLUMNS, DataError, DataSource
-from technic_panel.data.base import OHLCV_COLUMNS, snapshot_from_bars
-from technic_panel.data.synthetic import SECTORS, SyntheticSource
+from technic_panel.data.base import OHLCV_COLUMNS, PLAN_COLUMNS, PlannableSource, snapshot_from_bars
+from technic_panel.data.synthetic import CACHE, CHUNK, SECTORS, SyntheticSource
 
 DIGEST_CODE = """
 import hashlib
@@ -55,7 +63,7 @@ def stacked(source: SyntheticSource, universe: pd.DataFrame) -> dict[str, np.nda
 
 
 def test_is_a_data_source(source: SyntheticSource):
-    assert isinstance(source, DataSource)
+    assert isinstance(source, DataSource) and isinstance(source, PlannableSource)
     assert source.name == "synthetic"
     assert "symbols=5000" in repr(source) and "seed=42" in repr(source)
 
@@ -307,3 +315,130 @@ def test_pickling_drops_the_arrays_but_gives_the_same_bars(source: SyntheticSour
 def test_negative_seed_and_non_numbers_are_refused_naming_the_field(field: str, value):
     with pytest.raises(ValueError, match=f"SyntheticSource.{field} must be"):
         SyntheticSource(**{field: value})
+
+
+# --- Lazy, prefix-stable generation ---------------------------------------------------------
+
+
+@pytest.fixture
+def cold_cache():
+    """An empty chunk cache for the test (and its budget restored after)."""
+    budget = CACHE.budget
+    CACHE.clear()
+    yield CACHE
+    CACHE.budget = budget
+    CACHE.clear()
+
+
+def fingerprint(source: SyntheticSource, symbols: list[str]) -> list[np.ndarray]:
+    return [array for symbol in symbols for array in source.bars(symbol)]
+
+
+@settings(max_examples=12, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n=st.integers(1, 600), more=st.integers(1, 700), seed=st.integers(0, 2**32 - 1))
+def test_a_universe_is_the_prefix_of_any_larger_one(cold_cache, n: int, more: int, seed: int):
+    cold_cache.clear()
+    small = SyntheticSource(n, seed=seed, bars=60)
+    symbols, universe, snapshot = small.symbols(), small.universe(), small.snapshot()
+    sample = symbols[:: max(1, n // 7)]
+    bars = fingerprint(small, sample)
+    cold_cache.clear()  # the larger universe is generated anew, not read back
+    large = SyntheticSource(n + more, seed=seed, bars=60)
+    assert large.symbols()[:n] == symbols
+    pd.testing.assert_frame_equal(large.universe().iloc[:n], universe)
+    pd.testing.assert_frame_equal(large.snapshot().iloc[:n], snapshot)
+    for mine, theirs in zip(fingerprint(large, sample), bars, strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+
+
+def test_1000_symbols_are_the_first_1000_of_5000(universe: pd.DataFrame):
+    small = SyntheticSource(1000, seed=42).universe()
+    pd.testing.assert_frame_equal(small, universe.iloc[:1000])
+
+
+def test_metadata_does_not_depend_on_the_number_of_bars():
+    short, long = SyntheticSource(300, bars=60), SyntheticSource(300, bars=700)
+    columns = ["symbol", "name", "sector", "industry", "market_cap"]
+    pd.testing.assert_frame_equal(short.universe()[columns], long.universe()[columns])
+    assert not np.array_equal(short.snapshot()["close"], long.snapshot()["close"])
+
+
+def test_a_symbol_generated_alone_equals_it_generated_with_its_chunk(cold_cache):
+    source = SyntheticSource(3 * CHUNK, seed=9, bars=257)
+    symbols = source.symbols()[CHUNK - 3: CHUNK + 40: 3]
+    alone = fingerprint(source, symbols)
+    assert len(cold_cache) == 0, "bars() of an ungenerated chunk must not generate the chunk"
+    list(source.plan_parts())
+    assert len(cold_cache) == 3
+    for mine, theirs in zip(fingerprint(source, symbols), alone, strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+
+
+def test_symbols_generate_no_bars_and_the_first_part_one_chunk(cold_cache):
+    source = SyntheticSource(100_000, seed=3)
+    symbols = source.symbols()
+    assert len(symbols) == len(set(symbols)) == 100_000
+    assert all(2 <= len(s) <= 5 and s.isalpha() and s.isupper() for s in symbols)
+    assert len(cold_cache) == 0
+    parts = source.plan_parts()
+    first = next(parts)
+    assert len(cold_cache) == 1 and len(first) == CHUNK
+    assert first["symbol"].tolist() == symbols[:CHUNK]
+    second = next(parts)
+    assert second["symbol"].tolist() == symbols[CHUNK:3 * CHUNK]
+    parts.close()
+
+
+def test_planning_generates_only_the_universe_s_chunks(cold_cache):
+    list(SyntheticSource(CHUNK + 1, seed=8).plan_parts())
+    assert len(cold_cache) == 2
+
+
+def test_plan_parts_cover_the_universe_once_with_universe_and_snapshot(source: SyntheticSource,
+                                                                      universe: pd.DataFrame):
+    parts = list(source.plan_parts())
+    sizes = [len(part) for part in parts]
+    assert sizes[0] <= 256 and sizes == sorted(sizes[:-1]) + sizes[-1:]
+    for part in parts:
+        assert list(part.columns) == list(PLAN_COLUMNS)
+    rows = pd.concat(parts, ignore_index=True)
+    assert rows["symbol"].tolist() == source.symbols() == universe["symbol"].tolist()
+    pd.testing.assert_frame_equal(rows.loc[:, list(UNIVERSE_COLUMNS)], universe)
+    pd.testing.assert_frame_equal(rows.loc[:, list(SNAPSHOT_COLUMNS)], source.snapshot())
+
+
+def test_the_cache_stays_within_its_budget_and_bars_stay_right(cold_cache):
+    source = SyntheticSource(6 * CHUNK, seed=4, bars=80)
+    symbols = source.symbols()[::37]
+    expected = fingerprint(source, symbols)  # each generated alone: nothing cached yet
+    list(source.plan_parts())
+    one_chunk = cold_cache.nbytes // 6
+    cold_cache.clear()
+    cold_cache.budget = 2 * one_chunk + one_chunk // 2
+    universe = source.universe()
+    assert len(universe) == 6 * CHUNK
+    assert len(cold_cache) == 2 and cold_cache.nbytes <= cold_cache.budget
+    for mine, theirs in zip(fingerprint(source, symbols), expected, strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+
+
+@pytest.mark.parametrize("symbol", ["ab", "ABCDEF", "A1", "", "ÄÖ"])
+def test_symbols_that_cannot_be_tickers_are_data_errors(source: SyntheticSource, symbol: str):
+    with pytest.raises(DataError, match="no symbol"):
+        source.bars(symbol)
+
+
+def test_a_ticker_of_a_larger_universe_is_not_in_a_smaller_one():
+    outside = SyntheticSource(2000, seed=42).symbols()[1500]
+    with pytest.raises(DataError, match=repr(outside)):
+        SyntheticSource(1000, seed=42).bars(outside)
+
+
+def test_volatility_clusters(stacked: dict[str, np.ndarray]):
+    """GARCH: a large move tends to follow a large move (squared returns autocorrelate)."""
+    returns = np.diff(np.log(stacked["close"]), axis=1)
+    returns -= returns.mean(axis=0)  # take the market and most of the sectors out
+    squared = returns**2
+    lag_corr = [np.corrcoef(row[1:], row[:-1])[0, 1] for row in squared[:500]]
+    assert np.median(lag_corr) > 0.05

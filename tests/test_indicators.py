@@ -44,8 +44,9 @@ LONG = [s for s in ("AAPL", "GOOG", "IBM", "MSFT") if hasattr(stocks, s)]
 """Sample symbols with well over WARM_UP bars (FB, where shipped, has fewer than 200)."""
 
 SCALE_INVARIANT = (
-    "rsi_14", "adx_14", "atr_pct", "roc_5", "roc_21", "roc_63", "bb_pct_b", "range_pos_52w",
-    "change_pct", "dist_high_20", "dist_high_52w", "obv_slope", "rel_volume",
+    "rsi_14", "adx_14", "atr_pct", "roc_5", "roc_21", "roc_63", "roc_126", "bb_pct_b",
+    "range_pos_52w", "change_pct", "dist_high_20", "dist_high_52w", "obv_slope", "rel_volume",
+    "stretch_atr",
 )
 
 
@@ -162,7 +163,7 @@ def test_bollinger_bands_match_ta(case):
     np.testing.assert_array_equal(series["bb_middle"], series["sma_20"])
 
 
-@pytest.mark.parametrize("window", [5, 21, 63])
+@pytest.mark.parametrize("window", [5, 21, 63, 126])
 def test_roc_matches_ta(case, window: int):
     _, bars, series = case
     _, _, close, _ = frame_of(bars)
@@ -210,6 +211,23 @@ def test_range_pos_52w(case):
     assert_matches(series["range_pos_52w"], reference, start=YEAR - 1, rtol=1e-9, atol=1e-12)
     pos = series["range_pos_52w"][YEAR:]
     assert ((pos >= 0) & (pos <= 1)).all()
+
+
+def test_high_and_low_52w_are_the_years_extremes(case):
+    _, bars, series = case
+    assert_matches(series["high_52w"], rolling(bars.high, YEAR).max(axis=1), start=YEAR - 1,
+                   rtol=0)
+    assert_matches(series["low_52w"], rolling(bars.low, YEAR).min(axis=1), start=YEAR - 1,
+                   rtol=0)
+
+
+def test_stretch_atr_is_the_distance_from_the_20_day_mean_in_atrs(case):
+    _, bars, series = case
+    _, _, close, _ = frame_of(bars)
+    high, low, _, _ = frame_of(bars)
+    atr = ta.volatility.AverageTrueRange(high, low, close, 14).average_true_range()
+    reference = (close - close.rolling(20).mean()) / atr
+    assert_matches(series["stretch_atr"], reference, start=WARM_UP, rtol=1e-6, atol=1e-9)
 
 
 def test_avg_dollar_volume_20(case):
@@ -333,7 +351,7 @@ def test_scaling_prices_leaves_ratios_unchanged(case):
     for name in SCALE_INVARIANT:
         np.testing.assert_allclose(moved[name][WARM_UP:], series[name][WARM_UP:], rtol=1e-6,
                                    atol=1e-9, err_msg=name)
-    for name in ("atr_14", "sma_200", "ema_20", "bb_upper", "macd"):
+    for name in ("atr_14", "sma_200", "ema_20", "bb_upper", "macd", "high_52w", "low_52w"):
         np.testing.assert_allclose(moved[name][WARM_UP:], factor * series[name][WARM_UP:],
                                    rtol=1e-6, atol=1e-9, err_msg=name)
     latest, latest_moved = latest_indicators(bars), latest_indicators(scaled(bars, factor))

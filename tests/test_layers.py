@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "technic_panel"
-BELOW_UI = ("engine", "data", "streaming")
+BELOW_UI = ("engine", "data", "streaming", "live")
 """The layers that must work without a UI or a server: no panel, no bokeh, no ui, no api."""
 UI_AND_SERVER = ("panel", "bokeh", "technic_panel.ui", "technic_panel.api")
 MAX_LINES = 450
@@ -93,6 +93,22 @@ def test_the_engine_imports_neither_the_config_nor_the_streaming_layer():
     banned = ("technic_panel.config", "technic_panel.streaming")
     found = {label(path): bad for path in modules("engine") if (bad := offending(path, banned))}
     assert found == {}
+
+
+def test_the_engine_and_the_data_know_nothing_of_live_scans():
+    found = {label(path): bad for path in modules("engine", "data")
+             if (bad := offending(path, ("technic_panel.live",)))}
+    assert found == {}
+
+
+def test_live_scans_use_the_streaming_core_but_only_the_manager_starts_them():
+    """The manager dispatches to ``live.scan``; live never reaches back for the manager."""
+    found = {label(path): bad for path in modules("live")
+             if (bad := offending(path, ("technic_panel.streaming.manager",)))}
+    assert found == {}
+    starters = {label(path) for path in modules("streaming")
+                if offending(path, ("technic_panel.live",))}
+    assert starters == {"technic_panel/streaming/manager.py"}
 
 
 def test_no_module_outgrows_one_idea():

@@ -751,3 +751,41 @@ def test_release_keeps_a_watched_scan_until_its_subscription_ends(manager):
     assert manager.get(scan_id).released
     read_all(subscription)
     wait_until(lambda: scan_id not in {scan["scan_id"] for scan in manager.list()}, timeout=10)
+
+
+# --- live scans -----------------------------------------------------------------------------
+
+def test_a_live_scan_runs_as_a_live_scan_into_a_compacting_stream(make_manager):
+    from technic_panel.live.scan import LiveScan
+
+    manager = make_manager(max_retained=300, progress_interval=0.05)
+    assert manager_module._run_class(ScanConfig(live=True)) is LiveScan
+    assert manager_module._run_class(ScanConfig()) is run_module.ScanRun
+    scan_id = manager.start_stream({"symbols": 20, "live": True, "bar_interval": 0.05})
+    record = manager.get(scan_id)
+    wait_until(lambda: record.streamer.first_retained_seq > 100, timeout=30)
+    assert record.progress()["live"] is True and record.progress()["bars"] > 0
+    late = record.streamer.messages_since(0, limit=20)
+    assert [msg["type"] for msg in late] == ["result"] * 20
+    assert all(msg["metadata"]["compacted"] for msg in late)
+    manager.stop_stream(scan_id)
+    messages = read_all(manager.subscribe(scan_id, since=record.streamer.last_seq))
+    assert messages[-1]["data"]["reason"] == "manual" and messages[-1]["data"]["live"] is True
+
+
+def test_a_live_scans_criteria_end_only_the_first_pass_with_max_signals_and_max_fraction():
+    from technic_panel.streaming.termination import EarlyTerminationCriteria
+
+    criteria = EarlyTerminationCriteria(max_signals=1, max_fraction=0.5, live=True)
+    quality = {"signal": "STRONG_BUY", "tech_rating": 90.0}
+    assert criteria.observe_result(quality, 1, 10) == "max_signals"
+    assert criteria.observe_result(quality, 6, 10) is None  # the pass has already ended
+    assert (criteria.initial_reason, criteria.reason) == ("max_signals", None)
+    assert criteria.fire("timeout") and criteria.reason == "timeout"
+    fraction = EarlyTerminationCriteria(max_fraction=0.5, live=True)
+    assert fraction.observe_progress(5, 10) == "max_fraction"
+    assert (fraction.initial_reason, fraction.reason) == ("max_fraction", None)
+    stopped = EarlyTerminationCriteria(max_fraction=0.5, live=True)
+    stopped.fire("manual")
+    assert stopped.observe_progress(5, 10) is None and stopped.initial_reason is None
+    assert EarlyTerminationCriteria.from_config(ScanConfig(live=True)).live

@@ -36,9 +36,13 @@ RESULT = {
     "priority_tier": "high", "batch_number": 1, "position": 3,
     "total_processed": 15, "total_remaining": 85,
 }
+LIVE = {"bar_time": "2026-11-02T14:30:01.000Z", "feed_time": 1793630401000, "in_filter": True}
+ALERT = {"symbol": "AAPL", "rule": "signal_changed", "signal": "BUY", "previous_signal": "HOLD",
+         "tech_rating": 61.5, "bar_time": "2026-11-02T14:30:01.000Z"}
 DATA = {
-    "result": RESULT,
-    "update": RESULT,
+    "result": {**RESULT, **LIVE},
+    "update": {**RESULT, **LIVE, "changed": ["tech_rating", "signal"], "previous_signal": "HOLD"},
+    "alert": ALERT,
     "progress": {"processed": 3, "total": 10},
     "error": {"symbol": "MSFT", "message": "no data"},
     "final": {"status": "completed", "reason": None, "count": 3, "elapsed": 1.5},
@@ -57,7 +61,7 @@ def without(mapping: dict, key: str) -> dict:
 # --- constants and timestamps -------------------------------------------------------------
 
 def test_constants():
-    assert MESSAGE_TYPES == ("result", "update", "progress", "error", "final")
+    assert MESSAGE_TYPES == ("result", "update", "progress", "error", "alert", "final")
     assert SIGNALS == ("STRONG_BUY", "BUY", "HOLD", "SELL", "STRONG_SELL")
 
 
@@ -117,7 +121,7 @@ def test_make_message_copies_data():
 
 def test_make_message_rejects_unknown_type():
     with pytest.raises(MessageError, match=r"^message\.type must be one of result, update, "
-                                           r"progress, error, final, not 'bogus'$"):
+                                           r"progress, error, alert, final, not 'bogus'$"):
         make_message("bogus", {}, scan_id="s", seq=1)
 
 
@@ -199,7 +203,7 @@ def test_json_safe_output_round_trips_through_strict_json(value):
 
 BAD_FIELDS = [
     # (type, path within the message, bad value or MISSING, expected words)
-    ("result", "type", "bogus", "one of result, update, progress, error, final"),
+    ("result", "type", "bogus", "one of result, update, progress, error, alert, final"),
     ("result", "type", None, "one of result"),
     ("result", "data", [1, 2], "an object"),
     ("result", "metadata", "meta", "an object"),
@@ -242,6 +246,20 @@ BAD_FIELDS = [
     ("final", "data.reason", 3, "a string or None"),
     ("progress", "data.processed", -1, "an integer >= 0"),
     ("progress", "data.total", 2.0, "an integer >= 0"),
+    ("result", "data.bar_time", "2026-11-02 14:30", "an ISO-8601 UTC time"),
+    ("update", "data.bar_time", None, "an ISO-8601 UTC time"),
+    ("result", "data.feed_time", -5, "an integer >= 0"),
+    ("update", "data.feed_time", 1.5, "an integer >= 0"),
+    ("result", "data.in_filter", 1, "a boolean"),
+    ("update", "data.changed", "tech_rating", "a list of field names"),
+    ("update", "data.changed", ["tech_rating", ""], "a list of field names"),
+    ("update", "data.previous_signal", "buy", "one of STRONG_BUY"),
+    ("alert", "data.rule", "crossed", "one of entered_filter, left_filter, signal_changed"),
+    ("alert", "data.signal", None, "one of STRONG_BUY"),
+    ("alert", "data.previous_signal", "HODL", "one of STRONG_BUY"),
+    ("alert", "data.tech_rating", 101, "a number in [0, 100]"),
+    ("alert", "data.bar_time", "2026-13-02T14:30:01Z", "an ISO-8601 UTC time"),
+    ("alert", "data.symbol", "", "a non-empty string"),
 ]
 
 
@@ -282,6 +300,7 @@ REQUIRED = [
     ("result", "data.symbol"), ("result", "data.signal"), ("update", "data.tech_rating"),
     ("update", "data.alpha_score"), ("error", "data.message"), ("final", "data.status"),
     ("progress", "data.processed"), ("progress", "data.total"),
+    *(("alert", f"data.{key}") for key in ALERT),
 ]
 
 
@@ -292,9 +311,15 @@ def test_validate_names_missing_fields(type_, path):
 
 
 @pytest.mark.parametrize("path", ["data.priority_tier", "data.position", "data.total_processed",
-                                  "data.total_remaining", "data.batch_number"])
+                                  "data.total_remaining", "data.batch_number",
+                                  *(f"data.{key}" for key in LIVE)])
 def test_optional_result_fields_may_be_absent(path):
     validate_message(delete_at(good("result"), path))
+
+
+@pytest.mark.parametrize("path", ["data.changed", "data.previous_signal"])
+def test_what_an_update_says_of_the_row_before_is_optional(path):
+    validate_message(delete_at(good("update"), path))
 
 
 def test_final_reason_may_be_absent_none_or_text():

@@ -5,11 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from technic_panel.data.base import SNAPSHOT_COLUMNS
 from technic_panel.data.synthetic import SyntheticSource
 from technic_panel.engine.indicators import latest_indicators
 from technic_panel.engine.prioritize import (
+    TIER_SHARES,
     prioritize,
     priority_scores,
     top_k_capture,
@@ -65,6 +68,29 @@ def test_tiers_are_10_30_60_percent(n: int, high: int, medium: int):
     assert counts["low"] == n - high - medium
     tiers = list(order["priority_tier"])
     assert tiers == sorted(tiers, key=PRIORITY_TIERS.index)  # high, then medium, then low
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 400), seed=st.integers(0, 1000))
+def test_tiers_follow_the_shares_for_any_count(n: int, seed: int):
+    order = prioritize(toy_snapshot(n, seed)["symbol"], toy_snapshot(n, seed))
+    high = int(np.ceil(TIER_SHARES[0] * n))
+    medium = int(np.ceil(TIER_SHARES[1] * n))
+    expected = ["high"] * high + ["medium"] * medium
+    expected += ["low"] * (n - len(expected))
+    assert order["priority_tier"].tolist() == expected[:n]
+
+
+@settings(max_examples=30, deadline=None)
+@given(data=st.data())
+def test_ranking_a_subset_against_a_wider_snapshot_keeps_the_full_order(data):
+    """What progressive planning relies on: known symbols ranked with every row seen."""
+    snapshot = toy_snapshot(120, seed=data.draw(st.integers(0, 100)))
+    subset = data.draw(st.lists(st.sampled_from(list(snapshot["symbol"])), unique=True,
+                                min_size=1))
+    full = prioritize(snapshot["symbol"], snapshot)["symbol"].tolist()
+    ranked = prioritize(subset, snapshot)["symbol"].tolist()
+    assert ranked == [symbol for symbol in full if symbol in set(subset)]
 
 
 @pytest.mark.parametrize(("n", "batch_size"), [(2000, 50), (101, 10), (7, 1), (5, 50)])

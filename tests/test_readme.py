@@ -44,7 +44,9 @@ CLAIMS = {
     "the notebook view": lambda lang, code: lang == "python" and "Dashboard(controller)" in code,
     "the notebook run": lambda lang, code: lang == "python" and ").run()" in code,
     "the Python client": lambda lang, code: lang == "python" and "ScanClient" in code,
-    "the command line": lambda lang, code: lang == "bash" and "technic-scan" in code,
+    "the command line": lambda lang, code: (lang == "bash" and "technic-scan" in code
+                                            and "technic-data" not in code),
+    "scan the S&P 500": lambda lang, code: lang == "bash" and "technic-data fetch yahoo" in code,
     "curl": lambda lang, code: lang == "bash" and code.startswith("curl"),
     "a message": lambda lang, code: lang == "json",
     "the data-flow picture": lambda lang, code: lang == "" and "DataSource ->" in code,
@@ -302,3 +304,20 @@ def test_a_benchmark_run_rewrites_the_performance_table(tmp_path, monkeypatch):
     assert "| <= 1.0 s, <= 2x floor (not met) |" in table and "| 9.9 ms; " in table
     assert report.README.read_text().replace(table, "") == README.replace(
         README.split("<!-- perf:start -->")[1].split("<!-- perf:end")[0], "")
+
+
+def test_scan_the_sp500_runs_offline_and_fetch_fails_fast(tmp_path):
+    universe, fetch, scan = commands(block("scan the S&P 500"))
+    env = {**os.environ, "HTTPS_PROXY": f"http://127.0.0.1:{free_port()}"}
+
+    def run(command: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", "-c", command.replace(".venv/bin/", f"{ROOT}/.venv/bin/")],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+
+    done = run(universe)
+    assert done.returncode == 0 and "503 symbols, 0 without a sector" in done.stdout
+    done = run(fetch)
+    assert done.returncode == 1 and done.stderr.count("\n") == 1
+    assert "Yahoo Finance is unreachable" in done.stderr
+    done = run(scan)
+    assert done.returncode == 0 and "completed: 0/0 processed" in done.stdout

@@ -1,4 +1,4 @@
-"""Strategy and Scorer: ranges, signals, invariance, mirroring and trade plans.
+"""Strategy and Scorer: ranges, selectivity, the guard, alpha, trade plans, no look-ahead.
 
 Scored over the whole default synthetic universe (5,000 symbols, seed 42),
 whose indicators are computed once per module.
@@ -12,31 +12,53 @@ import pickle
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from technic_panel.data.base import Bars
+from technic_panel.data.sample import SampleSource
 from technic_panel.data.synthetic import SyntheticSource
+from technic_panel.engine.evaluation import prefix, score_history, signal_table
 from technic_panel.engine.indicators import YEAR, latest_indicators
-from technic_panel.engine.scoring import Scorer, Strategy, components, squash
-from technic_panel.vocabulary import SCORE_COLUMNS, SIGNALS
+from technic_panel.engine.scanner import Scanner
+from technic_panel.engine.scoring import (
+    EXTENSION_DAMPING,
+    PROJECTIONS,
+    STRATEGY_SETTINGS,
+    Scorer,
+    Strategy,
+    StrategyError,
+    alpha_score,
+    components,
+    squash,
+)
+from technic_panel.vocabulary import INDICATOR_COLUMNS, SCORE_COLUMNS, SIGNALS
 from technic_panel.vocabulary import SCORE_COMPONENTS as COMPONENTS
 
 SELL_SIDE = {"SELL", "STRONG_SELL"}
 BUY_SIDE = {"BUY", "STRONG_BUY"}
+WEIGHTS = {"trend": 0.30, "momentum": 0.25, "volume": 0.15, "volatility": 0.10,
+           "breakout": 0.20}
+THRESHOLDS = {"strong_buy_threshold": 80.0, "buy_threshold": 72.0, "sell_threshold": 28.0,
+              "strong_sell_threshold": 20.0}
+NO_GUARD = {"overbought_rsi": 100.0, "max_stretch_atr": 50.0}
+"""Settings under which no finite stretch below 50 ATRs and no RSI short of 0 or 100 counts
+as overextended: the plain weighted mean and the plain thresholds."""
 
 MIRROR_TOLERANCE = 7.5
-"""Largest |mirrored tech_rating - (100 - original)| accepted, in rating points.
+"""Largest |mirrored tech_rating - (100 - original)| accepted, in rating points, guard off.
 
 Mirroring p -> K/p negates every log return, so each component c maps to about
 1 - c, but not exactly: the volume component is exact (OBV and the day's
 direction flip sign, relative volume is unchanged, and squash(-x) = 1 -
 squash(x)); the others average prices arithmetically (SMA, ATR, the 52-week
 range position (c-L)/(H-L) becomes L(H-c)/(c(H-L))) and 1/(1+r) - 1 != -r for
-a 63-day return r, so a strong trend leaves a Jensen gap in each. On this
-universe the largest gaps seen are 0.07 (trend), 0.09 (momentum), 0.25
-(volatility) and 0.16 (breakout): 10 rating points under the default weights
-if all peaked at once with the same sign. They do not; the observed worst
-total is 5 points (median 1), so 7.5 leaves 50% headroom yet catches a
+a 63-day return r, so a strong trend leaves a Jensen gap in each. The observed
+worst total is 5 points (median 1), so 7.5 leaves 50% headroom yet catches a
 component that stops mirroring (a flipped sign costs 2|c - 0.5|, tens of points).
+The guard is off here: it is exactly symmetric in rsi_14 and stretch_atr (tested on
+mirrored indicator values), but the mirrored bars' stretch is not exactly -stretch
+(the same Jensen gap), which can carry a name just inside the guard across it.
 """
 
 
@@ -76,7 +98,12 @@ def with_signal(scores: dict[str, dict], signal: str) -> list[str]:
     return [symbol for symbol, row in scores.items() if row["signal"] == signal]
 
 
-# --- Ranges and signals over the universe -----------------------------------------------------
+def rank_correlation(a, b) -> float:
+    ranks = [np.argsort(np.argsort(np.asarray(x))) for x in (a, b)]
+    return float(np.corrcoef(*ranks)[0, 1])
+
+
+# --- Ranges and selectivity over the universe -------------------------------------------------
 
 
 def test_every_row_has_the_score_columns(scores):
@@ -93,38 +120,99 @@ def test_tech_rating_and_alpha_score_are_in_range(scores):
     for name in COMPONENTS:
         values = np.array([row[f"score_{name}"] for row in scores.values()])
         assert ((values >= 0) & (values <= 1)).all(), name
-    assert ratings.std() > 5  # the ratings discriminate, not all near 50
+    assert ratings.std() > 5 and alphas.std() > 0.1  # both discriminate, not all near 50
 
 
-def test_all_five_signals_occur(scores):
+def test_signals_are_selective(scores):
     counts = collections.Counter(row["signal"] for row in scores.values())
     assert set(counts) == set(SIGNALS)
     assert min(counts.values()) >= 25
+    for signal, most in (("STRONG_BUY", 0.05), ("STRONG_SELL", 0.05), ("BUY", 0.15),
+                         ("SELL", 0.15)):
+        assert counts[signal] <= most * len(scores), (signal, counts)
 
 
-def test_signal_and_side_follow_the_rating(scores, scorer: Scorer):
-    cuts = (scorer.strong_sell, scorer.sell, 50.0, scorer.buy, scorer.strong_buy)
-    for row in scores.values():
+def test_signal_and_side_follow_the_rating_and_the_guard(rows, scores, scorer: Scorer):
+    cuts = (*THRESHOLDS.values(), 50.0)
+    for symbol, row in scores.items():
         rating = row["tech_rating"]
         if any(math.isclose(rating, cut, abs_tol=0.005) for cut in cuts):
             continue  # rounded to 2 places: the unrounded rating may be on the other side
-        assert row["signal"] == scorer.signal_for(rating)
+        hot, cold = scorer.overextended(rows[symbol])
+        assert row["signal"] == scorer.signal_for(rating, hot=hot, cold=cold)
         assert row["side"] == ("long" if rating >= 50 else "short")
 
 
-def test_alpha_score_rises_with_rating(scores):
-    ratings = np.array([row["tech_rating"] for row in scores.values()])
-    alphas = np.array([row["alpha_score"] for row in scores.values()])
-    assert np.corrcoef(ratings, alphas)[0, 1] > 0.8
+def test_no_parabolic_name_is_a_strong_buy(rows, scores):
+    strong = with_signal(scores, "STRONG_BUY")
+    assert len(strong) >= 25
+    for symbol in strong:
+        assert rows[symbol]["rsi_14"] < 70.0 and rows[symbol]["stretch_atr"] < 2.5, symbol
+    for symbol in with_signal(scores, "STRONG_SELL"):
+        assert rows[symbol]["rsi_14"] > 30.0 and rows[symbol]["stretch_atr"] > -2.5, symbol
+    guarded = [s for s, row in scores.items()
+               if row["tech_rating"] >= 80 and row["signal"] == "BUY"]
+    assert guarded  # the guard did demote some on this universe, so the above can fail
 
 
-def test_rating_is_the_weighted_mean_of_the_components(rows, scorer: Scorer):
-    weights = {"trend": 0.30, "momentum": 0.25, "volume": 0.15, "volatility": 0.10,
-               "breakout": 0.20}
+def test_the_guard_caps_a_high_rating_at_buy(rows, scorer: Scorer):
+    symbol, row = next((s, r) for s, r in rows.items()
+                       if scorer.score(r)["signal"] == "STRONG_BUY")
+    at_the_line = {**row, "rsi_14": 70.0}  # overextended, yet no extension to damp yet
+    score = scorer.score(at_the_line)
+    assert score["tech_rating"] >= 80 and score["signal"] == "BUY", (symbol, score)
+    assert scorer.score({**row, "stretch_atr": 2.5})["signal"] == "BUY"
+
+
+def test_overextension_pulls_the_rating_towards_50(rows, scorer: Scorer):
+    row = next(r for r in rows.values() if 55 < r["rsi_14"] < 65 and 0 < r["stretch_atr"] < 2
+               and scorer.score(r)["tech_rating"] > 60)
+    calm = {**row, "rsi_14": 70.0}
+    hot = {**row, "rsi_14": 95.0}
+    assert components(hot)["momentum"] > components(calm)["momentum"]  # RSI is bullish ...
+    assert scorer.score(hot)["tech_rating"] < scorer.score(calm)["tech_rating"]  # ... but late
+    stretched = {**row, "stretch_atr": 10.0}
+    assert 50 < scorer.score(stretched)["tech_rating"] < scorer.score(row)["tech_rating"]
+
+
+def test_the_guard_is_symmetric_on_mirrored_indicators(rows, scorer: Scorer):
+    for row in list(rows.values())[:300]:
+        mirror = {**row, "rsi_14": 100.0 - row["rsi_14"], "stretch_atr": -row["stretch_atr"]}
+        assert scorer.overextended(mirror) == scorer.overextended(row)[::-1]
+        for bullish in (True, False):
+            assert scorer.extension(mirror, bullish=not bullish) == pytest.approx(
+                scorer.extension(row, bullish=bullish), abs=1e-12)
+
+
+def test_rating_is_the_damped_weighted_mean_of_the_components(rows, scorer: Scorer):
+    for symbol in list(rows)[:300]:
+        row = rows[symbol]
+        parts = components(row)
+        raw = sum(WEIGHTS[n] * parts[n] for n in COMPONENTS) / sum(WEIGHTS.values())
+        extension = scorer.extension(row, bullish=raw >= 0.5)
+        expected = 100 * (0.5 + (raw - 0.5) / (1 + EXTENSION_DAMPING * extension))
+        assert scorer.score(row)["tech_rating"] == pytest.approx(expected, abs=0.006)
+        if extension == 0.0:
+            assert scorer.score(row)["tech_rating"] == pytest.approx(100 * raw, abs=0.006)
+
+
+# --- alpha_score ------------------------------------------------------------------------------
+
+
+def test_alpha_score_is_risk_adjusted_six_month_momentum(source, rows, scores):
     for symbol in list(rows)[:200]:
-        parts = components(rows[symbol])
-        expected = 100 * sum(weights[n] * parts[n] for n in COMPONENTS) / sum(weights.values())
-        assert scorer.score(rows[symbol])["tech_rating"] == pytest.approx(expected, abs=0.006)
+        close = source.bars(symbol).close
+        momentum = math.log(close[-6] / close[-127])  # 126 to 5 bars ago
+        volatility = rows[symbol]["atr_pct"] / 100 * math.sqrt(121)
+        expected = 0.5 + 0.5 * math.tanh(momentum / (1.5 * volatility))
+        assert scores[symbol]["alpha_score"] == pytest.approx(expected, abs=6e-5), symbol
+
+
+def test_alpha_score_carries_information_beyond_the_rating(scores):
+    ratings = [row["tech_rating"] for row in scores.values()]
+    alphas = [row["alpha_score"] for row in scores.values()]
+    rho = rank_correlation(ratings, alphas)
+    assert 0.3 <= rho <= 0.8, rho  # related (both read trends), yet not the same ranking
 
 
 # --- Invariance and mirroring -----------------------------------------------------------------
@@ -143,19 +231,22 @@ def test_scaling_prices_leaves_the_scores_unchanged(source, scores, scorer: Scor
 @pytest.mark.parametrize(("signal", "other_side"), [
     ("STRONG_BUY", SELL_SIDE), ("STRONG_SELL", BUY_SIDE),
 ])
-def test_mirroring_a_trend_moves_the_signal_to_the_other_side(source, scores, scorer, signal,
-                                                               other_side):
-    symbols = with_signal(scores, signal)
-    assert len(symbols) >= 100
-    gaps = []
+def test_mirroring_a_trend_moves_the_signal_to_the_other_side(source, rows, signal, other_side):
+    unguarded = Strategy(**NO_GUARD).scorer()
+    symbols = [s for s, row in rows.items() if unguarded.score(row)["signal"] == signal]
+    assert len(symbols) >= 50
+    gaps, alpha_gaps = [], []
     for symbol in symbols:
-        mirror = scorer.score(latest_indicators(mirrored(source.bars(symbol)), symbol))
-        assert mirror["signal"] in other_side, (symbol, scores[symbol], mirror)
-        assert mirror["side"] != scores[symbol]["side"]
-        gaps.append(mirror["tech_rating"] - (100.0 - scores[symbol]["tech_rating"]))
+        original = unguarded.score(rows[symbol])
+        mirror = unguarded.score(latest_indicators(mirrored(source.bars(symbol)), symbol))
+        assert mirror["signal"] in other_side, (symbol, original, mirror)
+        assert mirror["side"] != original["side"]
+        gaps.append(mirror["tech_rating"] - (100.0 - original["tech_rating"]))
+        alpha_gaps.append(mirror["alpha_score"] - (1.0 - original["alpha_score"]))
     gaps = np.abs(gaps)
     assert gaps.max() <= MIRROR_TOLERANCE
     assert np.median(gaps) <= 2.0
+    assert np.median(np.abs(alpha_gaps)) <= 0.05  # the same Jensen gap, in the ATR
 
 
 def test_mirroring_flips_the_volume_component_exactly(source, scores):
@@ -177,27 +268,30 @@ def test_squash_is_antisymmetric_about_one_half():
 # --- Strategy validation ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("thresholds", [
-    {"buy": 80.0},  # buy above strong_buy
-    {"sell": 65.0},  # sell above buy
-    {"strong_sell": 45.0},  # strong_sell above sell
-    {"buy": 75.0},  # equal to strong_buy
-    {"strong_sell": 40.0},  # equal to sell
-    {"strong_buy": 10.0, "buy": 20.0, "sell": 30.0, "strong_sell": 40.0},  # reversed
+@pytest.mark.parametrize(("thresholds", "field"), [
+    ({"buy_threshold": 85.0}, "buy_threshold"),  # buy above strong_buy
+    ({"sell_threshold": 75.0}, "sell_threshold"),  # sell above buy
+    ({"strong_sell_threshold": 30.0}, "strong_sell_threshold"),  # strong_sell above sell
+    ({"buy_threshold": 80.0}, "buy_threshold"),  # equal to strong_buy
+    ({"strong_sell_threshold": 28.0}, "strong_sell_threshold"),  # equal to sell
+    ({"strong_buy_threshold": 70.0}, "strong_buy_threshold"),  # strong_buy below buy
+    ({"strong_buy_threshold": 10.0, "buy_threshold": 20.0, "sell_threshold": 30.0,
+      "strong_sell_threshold": 40.0}, "sell_threshold"),  # reversed: the later of the first
 ])
-def test_thresholds_must_be_ordered(thresholds: dict[str, float]):
+def test_thresholds_must_be_ordered(thresholds: dict[str, float], field: str):
     strategy = Strategy(**thresholds)
+    rule = "strong_sell_threshold < sell_threshold < buy_threshold < strong_buy_threshold"
     for check in (strategy.validate, strategy.scorer):
-        with pytest.raises(ValueError, match="strong_sell < sell < buy < strong_buy") as info:
+        with pytest.raises(StrategyError, match=rule) as info:
             check()
-        values = {"strong_buy": 75.0, "buy": 60.0, "sell": 40.0, "strong_sell": 25.0,
-                  **thresholds}
-        for value in values.values():
+        assert info.value.field == field
+        for value in {**THRESHOLDS, **thresholds}.values():
             assert str(value) in str(info.value)
 
 
 def test_valid_custom_thresholds_are_accepted():
-    strategy = Strategy(strong_buy=90, buy=55, sell=45, strong_sell=10)
+    strategy = Strategy(strong_buy_threshold=90, buy_threshold=55, sell_threshold=45,
+                        strong_sell_threshold=10)
     assert strategy.validate() is strategy
     scorer = strategy.scorer()
     assert scorer.signal_for(56) == "BUY" and scorer.signal_for(89.9) == "BUY"
@@ -205,31 +299,37 @@ def test_valid_custom_thresholds_are_accepted():
 
 
 def test_all_zero_weights_are_rejected():
-    strategy = Strategy(w_trend=0, w_momentum=0, w_volume=0, w_volatility=0, w_breakout=0)
-    with pytest.raises(ValueError, match="weights.*must not all be 0"):
+    strategy = Strategy(**{f"weight_{name}": 0 for name in COMPONENTS})
+    with pytest.raises(StrategyError, match="weights.*must not all be 0") as info:
         strategy.validate()
+    assert info.value.field == "weight_trend"
     with pytest.raises(ValueError, match="must not all be 0"):
         strategy.scorer()
 
 
 def test_a_single_nonzero_weight_scores_that_component(rows):
+    only_trend = Strategy(weight_trend=1, weight_momentum=0, weight_volume=0,
+                          weight_volatility=0, weight_breakout=0, **NO_GUARD)
     row = next(iter(rows.values()))
-    only_trend = Strategy(w_trend=1, w_momentum=0, w_volume=0, w_volatility=0, w_breakout=0)
     score = only_trend.score(row)
     assert score["tech_rating"] == pytest.approx(100 * components(row)["trend"], abs=0.006)
 
 
 def test_max_target_below_target_is_rejected():
-    with pytest.raises(ValueError, match="max_target_atr") as info:
+    with pytest.raises(StrategyError, match="max_target_atr") as info:
         Strategy(target_atr=5.0, max_target_atr=4.0).validate()
     assert "target_atr" in str(info.value) and "5.0" in str(info.value)
-    assert "4.0" in str(info.value)
+    assert "4.0" in str(info.value) and info.value.field == "max_target_atr"
+    with pytest.raises(StrategyError, match="max_target_atr") as info:
+        Strategy(target_atr=9.0).validate()
+    assert info.value.field == "target_atr"  # the one changed from its default
     Strategy(target_atr=5.0, max_target_atr=5.0).validate()  # equal is fine
 
 
 @pytest.mark.parametrize(("field", "value"), [
-    ("w_trend", -1), ("w_breakout", 11), ("buy", 101), ("strong_sell", -0.5),
-    ("stop_atr", 0), ("target_atr", 51), ("max_target_atr", 0.05),
+    ("weight_trend", -1), ("weight_breakout", 11), ("buy_threshold", 101),
+    ("strong_sell_threshold", -0.5), ("stop_atr", 0), ("target_atr", 51),
+    ("max_target_atr", 0.05), ("overbought_rsi", 49), ("max_stretch_atr", 0),
 ])
 def test_parameter_bounds_name_field_and_value(field: str, value: float):
     with pytest.raises(ValueError) as info:
@@ -237,14 +337,27 @@ def test_parameter_bounds_name_field_and_value(field: str, value: float):
     assert field in str(info.value) and str(value) in str(info.value)
 
 
+def test_every_setting_has_a_label_a_slider_range_and_a_step():
+    for name in STRATEGY_SETTINGS:
+        parameter = Strategy.param[name]
+        low, high = parameter.bounds
+        soft_low, soft_high = parameter.softbounds
+        assert parameter.label and parameter.label != name.replace("_", " ").capitalize()
+        assert low <= soft_low < soft_high <= high, name
+        assert soft_low <= parameter.default <= soft_high, name  # the default fits the slider
+        assert 0 < parameter.step <= (soft_high - soft_low) / 10, name
+
+
 # --- Weights ----------------------------------------------------------------------------------
 
 
-def test_raising_w_trend_raises_the_rating_when_trend_is_above_it(rows, scores):
+def test_raising_weight_trend_raises_the_rating_when_trend_is_above_it(rows):
+    plain = Strategy(**NO_GUARD).scorer()
+    scores = {s: plain.score(row) for s, row in rows.items()}
     candidates = [s for s, row in scores.items()
                   if row["score_trend"] * 100 > row["tech_rating"] + 1 and row["side"] == "long"]
     assert len(candidates) >= 50
-    heavy = Strategy(w_trend=0.9).scorer()
+    heavy = Strategy(weight_trend=0.9, **NO_GUARD).scorer()
     for symbol in candidates:
         assert heavy.score(rows[symbol])["tech_rating"] > scores[symbol]["tech_rating"]
     below = [s for s, row in scores.items() if row["score_trend"] * 100 < row["tech_rating"] - 1]
@@ -255,6 +368,20 @@ def test_raising_w_trend_raises_the_rating_when_trend_is_above_it(rows, scores):
 # --- Trade plan -------------------------------------------------------------------------------
 
 
+def reference_target(row: dict[str, float], *, long: bool, scorer: Scorer) -> float:
+    """The docstring's rule in plain numpy: the first level past target_atr ATRs, capped."""
+    close, atr, high, low = row["close"], row["atr_14"], row["high_52w"], row["low_52w"]
+    if long:
+        levels = np.array([row["bb_upper"], row["sma_50"], row["sma_200"], high,
+                           *(high * (high / low) ** np.array(PROJECTIONS))]) - close
+    else:
+        levels = close - np.array([row["bb_lower"], row["sma_50"], row["sma_200"], low,
+                                   *(low * (low / high) ** np.array(PROJECTIONS))])
+    far = levels[levels >= scorer.target_atr * atr]
+    reach = far.min() if far.size else scorer.target_atr * atr
+    return min(reach, scorer.max_target_atr * atr)
+
+
 def test_trade_plan_geometry(rows, scores, scorer: Scorer):
     for symbol, row in scores.items():
         entry, stop, target = row["entry"], row["stop"], row["target"]
@@ -263,7 +390,7 @@ def test_trade_plan_geometry(rows, scores, scorer: Scorer):
         if row["side"] == "long":
             assert stop < entry < target, (symbol, row)
         else:
-            assert target < entry < stop, (symbol, row)
+            assert 0 < target < entry < stop, (symbol, row)
         assert abs(entry - stop) == pytest.approx(scorer.stop_atr * atr, abs=2e-4)
         distance = abs(target - entry)  # each of target and entry is rounded by <= 5e-5
         assert scorer.target_atr * atr - 1e-4 <= distance, (symbol, row)
@@ -275,29 +402,45 @@ def test_trade_plan_geometry(rows, scores, scorer: Scorer):
                                                    abs=slack)
 
 
-def test_target_is_the_52_week_extreme_within_the_atr_caps(source, rows, scores, scorer):
-    for symbol in list(scores)[::10]:
-        bars, row = source.bars(symbol), scores[symbol]
-        atr, close = rows[symbol]["atr_14"], rows[symbol]["close"]
-        if row["side"] == "long":
-            extreme = bars.high[-YEAR:].max() - close
-        else:
-            extreme = close - bars.low[-YEAR:].min()
-        reach = min(max(extreme, scorer.target_atr * atr), scorer.max_target_atr * atr)
-        assert abs(row["target"] - row["entry"]) == pytest.approx(reach, rel=1e-5, abs=2e-4)
+def test_target_is_the_first_structure_level_past_the_least_distance(source, rows, scores,
+                                                                      scorer: Scorer):
+    for symbol in list(scores)[::5]:
+        row, score = rows[symbol], scores[symbol]
+        bars = source.bars(symbol)
+        assert row["high_52w"] == bars.high[-YEAR:].max()
+        assert row["low_52w"] == bars.low[-YEAR:].min()
+        expected = reference_target(row, long=score["side"] == "long", scorer=scorer)
+        assert abs(score["target"] - score["entry"]) == pytest.approx(expected, rel=1e-5,
+                                                                      abs=2e-4)
 
 
+def test_reward_risk_varies_with_the_structure(scores, scorer: Scorer):
+    signalled = [row["reward_risk"] for row in scores.values() if row["signal"] != "HOLD"]
+    counts = collections.Counter(signalled)
+    floor = round(scorer.target_atr / scorer.stop_atr, 2)
+    assert counts[floor] <= 0.05 * len(signalled), counts.most_common(3)
+    assert counts.most_common(1)[0][1] <= 0.10 * len(signalled), counts.most_common(3)
+    assert len(counts) >= 50 and np.std(signalled) > 0.3
+
+
+def test_sell_rows_carry_a_coherent_short_plan(scores):
+    sells = [row for row in scores.values() if row["signal"] in SELL_SIDE]
+    assert len(sells) >= 50
+    for row in sells:
+        assert row["side"] == "short"
+        assert 0 < row["target"] < row["entry"] < row["stop"], row
+        assert row["reward_risk"] == pytest.approx(
+            (row["entry"] - row["target"]) / (row["stop"] - row["entry"]), abs=0.01)
 
 
 @pytest.mark.parametrize("thresholds", [
-    {"strong_sell": 10, "sell": 20, "buy": 45, "strong_buy": 80},
-    {"strong_sell": 10, "sell": 55, "buy": 70, "strong_buy": 80},
+    {"strong_sell_threshold": 10, "sell_threshold": 20, "buy_threshold": 45,
+     "strong_buy_threshold": 80},
+    {"strong_sell_threshold": 10, "sell_threshold": 55, "buy_threshold": 70,
+     "strong_buy_threshold": 80},
 ])
 def test_trade_side_agrees_with_the_signal_for_any_valid_thresholds(rows, thresholds):
-    try:
-        scorer = Strategy(**thresholds).scorer()
-    except ValueError:
-        return  # refusing thresholds that straddle 50 would be a fix too
+    scorer = Strategy(**thresholds).scorer()
     for row in rows.values():
         score = scorer.score(row)
         if score["signal"] in BUY_SIDE:
@@ -313,11 +456,11 @@ def test_wider_stop_lowers_reward_risk(rows):
     assert abs(wide["stop"] - wide["entry"]) > abs(tight["stop"] - tight["entry"])
 
 
-# --- Scorer ----------------------------------------------------------------------------------
+# --- Scorer and rescore ----------------------------------------------------------------------
 
 
 def test_scorer_pickles_and_scores_identically(rows):
-    scorer = Strategy(w_trend=0.7, buy=55, stop_atr=1.5).scorer()
+    scorer = Strategy(weight_trend=0.7, buy_threshold=65, stop_atr=1.5).scorer()
     clone = pickle.loads(pickle.dumps(scorer))
     assert type(clone) is Scorer
     for name in Scorer.__slots__:
@@ -327,141 +470,173 @@ def test_scorer_pickles_and_scores_identically(rows):
 
 
 def test_strategy_score_equals_its_scorer(rows):
-    strategy = Strategy(w_volume=0.5)
+    strategy = Strategy(weight_volume=0.5)
     scorer = strategy.scorer()
     for row in list(rows.values())[:50]:
         assert strategy.score(row) == scorer.score(row)
 
 
+def test_rescoring_a_result_row_equals_scoring_its_bars(source):
+    results = []
+    Scanner(source, symbols=list(source.universe()["symbol"][:150])).run(
+        lambda event: results.append(event.data) if event.kind == "result" else None)
+    assert len(results) == 150
+    tuned = Strategy(weight_trend=1.0, weight_volume=0.0, strong_buy_threshold=70,
+                     buy_threshold=60, overbought_rsi=80, stop_atr=1.5, target_atr=2.0)
+    changed = 0
+    for row in results:
+        assert Strategy().rescore(row) == row  # the scan's own strategy: nothing moves
+        again = tuned.rescore(row)
+        from_bars = tuned.score(latest_indicators(source.bars(row["symbol"]), row["symbol"]))
+        assert again == {**row, **from_bars}
+        changed += again["signal"] != row["signal"]
+    assert changed > 0
+
+
 @pytest.mark.parametrize(("rating", "signal"), [
-    (100.0, "STRONG_BUY"), (75.0, "STRONG_BUY"), (74.99, "BUY"), (60.0, "BUY"),
-    (59.99, "HOLD"), (50.0, "HOLD"), (40.01, "HOLD"), (40.0, "SELL"), (25.01, "SELL"),
-    (25.0, "STRONG_SELL"), (0.0, "STRONG_SELL"),
+    (100.0, "STRONG_BUY"), (80.0, "STRONG_BUY"), (79.99, "BUY"), (72.0, "BUY"),
+    (71.99, "HOLD"), (50.0, "HOLD"), (28.01, "HOLD"), (28.0, "SELL"), (20.01, "SELL"),
+    (20.0, "STRONG_SELL"), (0.0, "STRONG_SELL"),
 ])
 def test_signal_for_boundaries(scorer: Scorer, rating: float, signal: str):
     assert scorer.signal_for(rating) == signal
+    capped = {"STRONG_BUY": "BUY", "STRONG_SELL": "SELL"}.get(signal, signal)
+    assert scorer.signal_for(rating, hot=True, cold=True) == capped
 
 
-# --- Components and alpha against an independent, vectorised reference -----------------------
-
-
-def _squash(x: np.ndarray) -> np.ndarray:
-    return 0.5 + 0.5 * np.tanh(x)
-
-
-def reference_scores(rows: dict[str, dict[str, float]]) -> dict[str, np.ndarray]:
-    """The module docstring's formulas, over the whole universe at once in numpy.
-
-    The scales (0.10, 0.20, 0.10, 0.06 for trend; 25, 0.6, 20 for momentum;
-    0.6 for OBV) are the ones scoring.py uses; its module docstring states half
-    of each (0.05, 0.10, ...), which is reported as a documentation bug.
-    """
-    col = {name: np.array([row[name] for row in rows.values()]) for name in next(
-        iter(rows.values()))}
-    close, atr = col["close"], col["atr_14"]
-    trend = (_squash(np.log(close / col["sma_50"]) / 0.10)
-             + _squash(np.log(close / col["sma_200"]) / 0.20)
-             + _squash(np.log(col["sma_50"] / col["sma_200"]) / 0.10)
-             + _squash(np.log(col["ema_20"] / col["sma_50"]) / 0.06)) / 4
-    conviction = 0.5 + 0.5 * np.minimum(col["adx_14"] / 40.0, 1.0)
-    sharpe = col["roc_63"] / (col["atr_pct"] * np.sqrt(63.0))
-    parts = {
-        "trend": 0.5 + (trend - 0.5) * conviction,
-        "momentum": (_squash((col["rsi_14"] - 50) / 25) + _squash(col["macd_hist"] / atr / 0.6)
-                     + _squash(col["roc_21"] / 20)) / 3,
-        "volume": (_squash(col["obv_slope"] / 0.6)
-                   + _squash(np.where(col["change_pct"] < 0, -1.0, 1.0)
-                             * (col["rel_volume"] - 1))) / 2,
-        "volatility": _squash(sharpe),
-        "breakout": (col["range_pos_52w"] + np.clip(col["bb_pct_b"], 0.0, 1.0)) / 2,
-    }
-    weights = {"trend": 0.30, "momentum": 0.25, "volume": 0.15, "volatility": 0.10,
-               "breakout": 0.20}
-    rating = 100 * sum(weights[n] * parts[n] for n in COMPONENTS) / sum(weights.values())
-    rsi = col["rsi_14"]
-    overextension = np.maximum(rsi - 75, 0) / 25 + np.minimum(rsi - 25, 0) / 25
-    alpha = _squash(1.5 * (rating - 50) / 50 + 0.5 * sharpe - overextension)
-    return {**{f"score_{n}": parts[n] for n in COMPONENTS}, "tech_rating": rating,
-            "alpha_score": alpha}
-
-
-def test_components_rating_and_alpha_match_the_reference(rows, scores):
-    expected = reference_scores(rows)
-    rounding = {"tech_rating": 0.005, "alpha_score": 5e-5}  # 2 and 4 decimal places
-    for name, values in expected.items():
-        ours = np.array([row[name] for row in scores.values()])
-        np.testing.assert_allclose(ours, values, rtol=0, atol=rounding.get(name, 5e-5) + 1e-9,
-                                   err_msg=name)
-    for name in COMPONENTS:  # every component discriminates on this universe
-        assert expected[f"score_{name}"].std() > 0.02, name
-
-
-def test_overextension_lowers_alpha_above_rsi_75(rows, scorer: Scorer):
-    row = next(r for r in rows.values() if 50 < r["rsi_14"] < 70)
-    calm, hot = scorer.score({**row, "rsi_14": 75.0}), scorer.score({**row, "rsi_14": 95.0})
-    calm_parts = components({**row, "rsi_14": 75.0})
-    assert hot["score_momentum"] > calm_parts["momentum"]  # RSI itself is bullish momentum ...
-    assert hot["alpha_score"] < calm["alpha_score"]  # ... but the overextension outweighs it
+# --- Degenerate and arbitrary indicators ------------------------------------------------------
 
 
 def test_short_target_stays_above_zero(scorer: Scorer):
-    plan = scorer.trade_plan({"close": 10.0, "atr_14": 4.0, "dist_high_52w": -50.0,
-                              "range_pos_52w": 0.2}, long=False)
+    plan = scorer.trade_plan({"close": 10.0, "atr_14": 4.0, "bb_lower": 2.0, "sma_50": 12.0,
+                              "sma_200": 14.0, "high_52w": 20.0, "low_52w": 8.0}, long=False)
     assert plan["side"] == "short" and plan["stop"] > plan["entry"]
     assert 0.0 < plan["target"] < plan["entry"], plan
 
 
 def test_long_stop_stays_above_zero(scorer: Scorer):
-    plan = scorer.trade_plan({"close": 1.0, "atr_14": 2.0, "dist_high_52w": -50.0,
-                              "range_pos_52w": 0.5}, long=True)
+    plan = scorer.trade_plan({"close": 1.0, "atr_14": 2.0, "bb_upper": 2.0, "sma_50": 1.5,
+                              "sma_200": 1.2, "high_52w": 2.0, "low_52w": 1.0}, long=True)
     assert plan["side"] == "long"
     assert plan["stop"] == pytest.approx(0.1)  # not 1 - 2 * 2 = -3
-    assert plan["target"] == pytest.approx(1.0 + 3.0 * 2.0)
+    assert plan["target"] == pytest.approx(1.0 + 3.0 * 2.0)  # no level 3 ATRs away: 3 ATRs
     assert plan["reward_risk"] == pytest.approx(round(6.0 / 0.9, 2))
 
 
 @pytest.mark.parametrize(("close", "atr"), [(0.0, 1.0), (-10.0, 1.0), (10.0, 0.0)])
 @pytest.mark.parametrize("long", [True, False])
 def test_no_trade_plan_without_a_positive_close_and_atr(scorer: Scorer, close, atr, long):
-    plan = scorer.trade_plan({"close": close, "atr_14": atr, "dist_high_52w": -10.0,
-                              "range_pos_52w": 0.5}, long=long)
+    plan = scorer.trade_plan({"close": close, "atr_14": atr}, long=long)
     assert plan == {"side": "long" if long else "short", "entry": None, "stop": None,
                     "target": None, "reward_risk": None}
 
 
-def test_a_trade_plan_that_would_overflow_is_no_plan(scorer: Scorer):
-    plan = scorer.trade_plan({"close": 1e308, "atr_14": 1e308, "dist_high_52w": -10.0,
-                              "range_pos_52w": 0.5}, long=False)
+def test_a_trade_plan_that_would_overflow_is_no_plan(rows, scorer: Scorer):
+    row = {**next(iter(rows.values())), "close": 1e308, "atr_14": 1e308}
+    plan = scorer.trade_plan(row, long=False)
     assert plan["entry"] is None and plan["stop"] is None
 
 
-DEGENERATE = {  # indicators that inconsistent or non-positive bars give, all finite
-    "close above the 52-week high": {"range_pos_52w": 7.0, "bb_pct_b": 5.0, "rsi_14": 100.0},
-    "close far below the low": {"range_pos_52w": -9.0, "bb_pct_b": -40.0, "rsi_14": 0.0},
-    "zero ATR": {"atr_14": 0.0, "atr_pct": 0.0, "macd_hist": 3.0, "roc_63": 0.0},
-    "negative close": {"close": -50.0, "ema_20": -40.0, "atr_pct": -2.0},
-    "zero averages": {"sma_50": 0.0, "sma_200": 0.0, "ema_20": 0.0},
-    "negative ADX": {"adx_14": -400.0, "sma_50": 1e-3, "sma_200": 1e-6},
-    "huge values": {"macd_hist": 1e308, "atr_14": 1e-308, "roc_63": 1e308, "atr_pct": 1e-308,
-                    "obv_slope": -1e308, "rel_volume": 1e308, "roc_21": -1e308},
-}
-
-
-@pytest.mark.parametrize("case", list(DEGENERATE))
-def test_scores_stay_in_range_on_degenerate_indicators(rows, scorer: Scorer, case: str):
-    row = {**next(iter(rows.values())), **DEGENERATE[case]}
-    score = scorer.score(row)
+def check_score(score: dict) -> None:
+    """The contract of any score: ranges, finite numbers, a coherent plan when there is one."""
     assert 0.0 <= score["tech_rating"] <= 100.0, score
     assert 0.0 <= score["alpha_score"] <= 1.0, score
+    assert score["signal"] in SIGNALS
     for name in COMPONENTS:
         assert 0.0 <= score[f"score_{name}"] <= 1.0, (name, score)
     numbers = [value for value in score.values() if isinstance(value, float)]
     assert all(math.isfinite(value) for value in numbers), score
     if score["entry"] is not None:
         assert min(score["entry"], score["stop"], score["target"]) > 0.0, score
+        low, high = sorted((score["stop"], score["target"]))
+        assert low <= score["entry"] <= high, score  # rounding may put one on the entry
 
 
-def test_a_close_above_the_52_week_high_counts_as_at_the_high(rows, scorer: Scorer):
+DEGENERATE = {  # indicators that inconsistent or non-positive bars give, all finite
+    "close above the 52-week high": {"range_pos_52w": 7.0, "bb_pct_b": 5.0, "rsi_14": 100.0,
+                                     "high_52w": 1.0, "stretch_atr": 40.0},
+    "close far below the low": {"range_pos_52w": -9.0, "bb_pct_b": -40.0, "rsi_14": 0.0,
+                                "low_52w": 1e6, "stretch_atr": -1e6},
+    "zero ATR": {"atr_14": 0.0, "atr_pct": 0.0, "macd_hist": 3.0, "roc_63": 0.0,
+                 "stretch_atr": 0.0},
+    "negative close": {"close": -50.0, "ema_20": -40.0, "atr_pct": -2.0, "low_52w": -60.0},
+    "zero averages": {"sma_50": 0.0, "sma_200": 0.0, "ema_20": 0.0, "low_52w": 0.0},
+    "negative ADX": {"adx_14": -400.0, "sma_50": 1e-3, "sma_200": 1e-6},
+    "huge values": {"macd_hist": 1e308, "atr_14": 1e-308, "roc_63": 1e308, "atr_pct": 1e-308,
+                    "obv_slope": -1e308, "rel_volume": 1e308, "roc_21": -1e308,
+                    "roc_126": 1e308, "stretch_atr": 1e308, "high_52w": 1e308},
+    "ruined": {"roc_126": -100.0, "roc_5": -100.0, "low_52w": -1.0, "high_52w": -2.0},
+}
+
+
+@pytest.mark.parametrize("case", list(DEGENERATE))
+def test_scores_stay_in_range_on_degenerate_indicators(rows, scorer: Scorer, case: str):
+    check_score(scorer.score({**next(iter(rows.values())), **DEGENERATE[case]}))
+
+
+_FINITE = st.floats(allow_nan=False, allow_infinity=False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=st.fixed_dictionaries({name: _FINITE for name in INDICATOR_COLUMNS}),
+       settings_=st.fixed_dictionaries({
+           "stop_atr": st.floats(0.1, 20), "max_stretch_atr": st.floats(0.1, 50),
+           "overbought_rsi": st.floats(50, 100)}))
+def test_any_finite_indicators_give_a_score_in_range(values, settings_):
+    check_score(Strategy(**settings_).score(values))
+
+
+def test_a_close_above_the_52_week_high_counts_as_at_the_high(rows):
     row = next(iter(rows.values()))
     at_high = components({**row, "range_pos_52w": 1.0})["breakout"]
     assert components({**row, "range_pos_52w": 7.0})["breakout"] == at_high
+
+
+def test_alpha_score_is_neutral_without_a_risk_measure(rows):
+    row = next(iter(rows.values()))
+    assert alpha_score({**row, "atr_pct": 0.0}) == 0.5
+    assert alpha_score({**row, "roc_126": -100.0}) == 0.5  # log of 0: neutral, not -inf
+
+
+# --- Walk-forward: no look-ahead --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sample_bars() -> Bars:
+    return SampleSource().bars("IBM")
+
+
+@settings(max_examples=25, deadline=None)
+@given(where=st.floats(0.0, 1.0), seed=st.integers(0, 2**32 - 1))
+def test_the_score_at_day_t_ignores_every_bar_after_it(sample_bars: Bars, where: float,
+                                                       seed: int):
+    n = len(sample_bars)
+    t = YEAR + int(where * (n - YEAR - 21))
+    rng = np.random.default_rng(seed)
+    moves = np.concatenate([np.ones(t + 1), rng.lognormal(0.0, 0.2, n - t - 1)])  # any future
+    volume = np.concatenate([np.ones(t + 1), rng.uniform(0.0, 5.0, n - t - 1)])
+    bars = sample_bars
+    future = Bars(bars.dates, bars.open * moves, bars.high * moves, bars.low * moves,
+                  bars.close * moves, bars.volume * volume)
+    history = score_history(sample_bars, start=t, step=10**6)
+    changed = score_history(future, start=t, step=10**6)
+    assert history["t"].tolist() == changed["t"].tolist() == [t]
+    columns = list(SCORE_COLUMNS)
+    assert history[columns].to_dict("records") == changed[columns].to_dict("records")
+    assert history[columns].iloc[0].to_dict() == Strategy().score(
+        latest_indicators(prefix(sample_bars, t)))
+    expected = sample_bars.close[t + 5] / sample_bars.close[t] - 1.0
+    assert history["fwd_5"].iloc[0] == pytest.approx(expected, rel=1e-12)
+    assert changed["fwd_5"].iloc[0] != history["fwd_5"].iloc[0]  # the future did change
+
+
+def test_signal_table_counts_means_and_hit_rates(sample_bars: Bars):
+    history = score_history(sample_bars, step=20)
+    table = signal_table(history)
+    assert list(table.index) == list(SIGNALS)
+    assert table["count"].sum() == len(history) and table["share"].sum() == pytest.approx(1)
+    for signal, day in history.groupby("signal"):
+        up = (day["fwd_20"] > 0).mean()
+        assert table.loc[signal, "mean_20d"] == pytest.approx(day["fwd_20"].mean())
+        assert table.loc[signal, "hit_20d"] == pytest.approx(
+            1 - (day["fwd_20"] >= 0).mean() if signal in SELL_SIDE else up)

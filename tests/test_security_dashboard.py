@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import panel as pn
 import pytest
 from bokeh.util.token import generate_jwt_token, generate_session_id
 from browser_helpers import (
@@ -33,9 +32,10 @@ from browser_helpers import (
 )
 
 from technic_panel.api import auth
+from technic_panel.streaming.export import FORMULA_PREFIXES, csv_safe
 from technic_panel.streaming.jsonsafe import make_message
 from technic_panel.ui.controller import ScanController
-from technic_panel.ui.dashboard import FORMULA_PREFIXES, Dashboard, csv_safe
+from technic_panel.ui.dashboard import Dashboard
 
 INJECTION = "<img src=x onerror=alert(1)>"
 """HTML that runs script wherever it is rendered as HTML."""
@@ -59,15 +59,9 @@ def html_named_prices(folder: Path) -> Path:
     return folder
 
 
-@pytest.fixture
-def notifications(panel_state):
-    """Panel's real notification area (outside a server: the global one), recording toasts."""
-    with pn.config.set(notifications=True):
-        yield pn.state.notifications
-
-
-def last_toast(notifications) -> str:
-    return notifications.notifications[-1].message
+def last_toast(dashboard: Dashboard) -> str:
+    """The newest notice of ``dashboard`` as its HTML (outside a server: the notebook strip)."""
+    return dashboard.notices.shown[-1][1]
 
 
 def result(symbol: str, seq: int, signal: str = "STRONG_BUY", **fields) -> dict:
@@ -76,25 +70,38 @@ def result(symbol: str, seq: int, signal: str = "STRONG_BUY", **fields) -> dict:
     return make_message("result", data, scan_id="scan_t", seq=seq)
 
 
-def test_a_strong_buy_toast_shows_an_html_symbol_as_text(dashboard_manager, notifications):
+def test_a_strong_buy_toast_shows_an_html_symbol_as_text(dashboard_manager):
     controller = ScanController(manager=dashboard_manager)
-    Dashboard(controller)
+    dashboard = Dashboard(controller)
     controller._apply([result(INJECTION, 1)])
-    assert last_toast(notifications) == "STRONG_BUY: &lt;img src=x onerror=alert(1)&gt;"
+    assert last_toast(dashboard) == "STRONG_BUY: &lt;img src=x onerror=alert(1)&gt;"
+    assert "<img" not in dashboard.notices.strip.text
 
 
-def test_a_refused_filter_is_toasted_escaped(dashboard_manager, notifications):
+def test_a_failed_symbol_is_listed_as_text(dashboard_manager):
+    controller = ScanController(manager=dashboard_manager)
+    dashboard = Dashboard(controller)
+    controller._apply([make_message("error", {"symbol": INJECTION, "error": "data",
+                                              "message": f"bad file {INJECTION}"},
+                                    scan_id="scan_t", seq=1)])
+    assert controller.error_rows.data["symbol"] == [INJECTION]  # shown by a StringFormatter
+    errors = dashboard._tabs[-1].object
+    assert {type(column.formatter).__name__ for column in errors.columns} == {"StringFormatter"}
+
+
+def test_a_refused_filter_is_toasted_escaped(dashboard_manager):
     controller = ScanController(manager=dashboard_manager, filter=INJECTION)
-    Dashboard(controller)._start.clicks += 1
-    message = last_toast(notifications)
+    dashboard = Dashboard(controller)
+    dashboard._start.clicks += 1
+    message = last_toast(dashboard)
     assert controller.status == "idle" and "ScanConfig.filter" in message
     assert "<img" not in message and "&lt;img src=x onerror=alert(1)&gt;" in message
 
 
-def test_a_refused_url_setting_is_toasted_escaped(notifications):
+def test_a_refused_url_setting_is_toasted_escaped():
     dashboard = Dashboard(ScanController())
     dashboard._on_url_error({"executor": INJECTION})
-    message = last_toast(notifications)
+    message = last_toast(dashboard)
     assert message.startswith("Ignored in the URL: ") and "executor" in message
     assert "<img" not in message and "&lt;img" in message
 
@@ -105,11 +112,11 @@ def test_stats_and_the_chart_title_show_an_html_symbol_as_text(dashboard_manager
     dashboard = Dashboard(controller)
     controller.run()
     assert controller.best_symbol == SYMBOL
-    assert f'data-testid="best">{html.escape(SYMBOL)}<' in dashboard._stats.object
-    assert "<img" not in dashboard._stats.object.lower()
+    assert f'data-testid="best">{html.escape(SYMBOL)}<' in dashboard._stats.text
+    assert "<img" not in dashboard._stats.text.lower()
     controller.cds.selected.indices = [0]
-    title = dashboard._symbol_card.title
-    assert dashboard._symbol_card.visible and title.startswith("&lt;IMG SRC=X")
+    title = dashboard._chart_title.text
+    assert dashboard._symbol_card.visible and "&lt;IMG SRC=X" in title
     assert "<img" not in title.lower()
 
 
@@ -386,7 +393,9 @@ def test_an_html_symbol_is_shown_as_text_in_stats_table_and_chart_title(open_ser
     assert "completed" in wait_finished(page, timeout=30_000)
     assert stat(page, "best") == SYMBOL
     page.locator(".slick-row .slick-cell.l0").first.click()
-    expect(page.get_by_text(f"{SYMBOL} · daily")).to_be_visible(timeout=10_000)
+    title = page.get_by_test_id("chart-title")
+    expect(title).to_be_visible(timeout=10_000)
+    expect(title).to_contain_text(f"{SYMBOL} · ")
     page.wait_for_timeout(500)
     assert page.locator('img[src="x"], img[src="X"]').count() == 0 and page.dialogs == []
 

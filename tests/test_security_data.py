@@ -149,15 +149,16 @@ def test_a_close_above_high_from_any_source_still_scores_inside_the_contract():
               "COLD": close_above_high(random_walk(seed=5), factor=0.2)}
     bars = {symbol: bars_of(frame) for symbol, frame in frames.items()}
     hot = latest_indicators(bars["HOT"], "HOT")
-    unclipped = 100 * SCORER.w_breakout * (hot["range_pos_52w"] - 1) / 2  # weights sum to 1
-    assert SCORER.score(hot)["tech_rating"] + unclipped > 100  # what the rating used to be
+    assert hot["range_pos_52w"] > 1.4  # outside [0, 1]: unclipped, it once took the rating past 100
+    assert 0 <= SCORER.score(hot)["tech_rating"] <= 100
     events = []
     summary = Scanner(BarsSource(bars)).run(events.append)
     assert (summary.status, summary.results, summary.errors) == ("completed", 3, 0)
     for event in events:
         assert_scores_keep_the_contract(event.symbol, dict(event.data))
     ratings = {event.symbol: event.data["tech_rating"] for event in events}
-    assert ratings["HOT"] > ratings["GOOD"] > ratings["COLD"]
+    assert ratings["HOT"] > 50 > ratings["COLD"]  # each still leans its way, and being
+    assert abs(ratings["HOT"] - 50) < abs(ratings["GOOD"] - 50)  # parabolic, is pulled to 50
 
 
 def test_negative_prices_score_inside_the_contract_without_a_trade_plan():

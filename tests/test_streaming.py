@@ -320,6 +320,38 @@ def test_result_then_update_then_identical_dropped():
     assert streamer.result_count == 2
 
 
+def test_an_update_names_what_changed_and_the_signal_before():
+    streamer, _ = make_streamer(flush_interval=0)
+    streamer.add_result(result("AAPL", 80.0, rsi_14=55.0, sector="Tech", position=1))
+    streamer.add_result({**result("AAPL", 61.0, rsi_14=55.0, position=2), "signal": "HOLD"})
+    update = streamer.messages_since(1)[0]["data"]
+    assert update["changed"] == ["signal", "tech_rating", "sector"]
+    assert update["previous_signal"] == "BUY" and update["signal"] == "HOLD"
+    streamer.add_result(result("AAPL", 62.0, rsi_14=55.0))
+    again = streamer.messages_since(2)[0]["data"]
+    assert again["changed"] == ["signal", "tech_rating"] and again["previous_signal"] == "HOLD"
+
+
+def test_where_the_feed_stood_is_no_change_of_a_row():
+    streamer, _ = make_streamer(flush_interval=0)
+    live = {"bar_time": "2026-11-02T00:00:00.000Z", "feed_time": 1, "in_filter": True}
+    assert streamer.add_result(result("A", **live)) == 1
+    later = {**live, "bar_time": "2026-11-03T00:00:00.000Z", "feed_time": 2}
+    assert streamer.add_result(result("A", **later)) is None
+    assert streamer.add_result(result("A", **{**later, "in_filter": False})) == 2
+    assert streamer.messages_since(1)[0]["data"]["changed"] == ["in_filter"]
+
+
+def test_alerts_are_numbered_like_every_message():
+    streamer, _ = make_streamer(flush_interval=0)
+    alert = {"symbol": "A", "rule": "entered_filter", "signal": "BUY", "previous_signal": "HOLD",
+             "tech_rating": 64.0, "bar_time": "2026-11-02T00:00:00.000Z"}
+    assert streamer.add_alert(alert) == 1
+    assert validate_message(streamer.messages_since(0)[0])["data"] == alert
+    with pytest.raises(MessageError, match=r"message\.data\.rule must be one of entered_filter"):
+        streamer.add_alert({**alert, "rule": "crossed"})
+
+
 def test_repeated_nan_values_count_as_identical():
     streamer, _ = make_streamer()
     assert streamer.add_result(result("A", rsi=float("nan"))) == 1

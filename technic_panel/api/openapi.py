@@ -15,7 +15,13 @@ from typing import Any
 import param
 
 from technic_panel.config import ScanConfig
-from technic_panel.vocabulary import FINAL_STATUSES, MESSAGE_TYPES, PRIORITY_TIERS, SIGNALS
+from technic_panel.vocabulary import (
+    ALERT_RULES,
+    FINAL_STATUSES,
+    MESSAGE_TYPES,
+    PRIORITY_TIERS,
+    SIGNALS,
+)
 
 _REF = "#/components/schemas/"
 _COUNT = {"type": "integer", "minimum": 0}
@@ -62,6 +68,8 @@ def parameter_schema(parameter: param.Parameter) -> dict[str, Any]:
     """
     if isinstance(parameter, param.ListSelector):
         schema = {"type": "array", "items": {"type": "string", "enum": list(parameter.objects)}}
+    elif isinstance(parameter, param.Boolean):
+        schema = {"type": "boolean"}
     elif isinstance(parameter, param.Selector):
         schema = {"type": "string", "enum": list(parameter.objects)}
     elif isinstance(parameter, param.Integer):
@@ -89,17 +97,45 @@ def scan_config_schema() -> dict[str, Any]:
                            "executor='dask', filter must parse) are checked on arrival."}
 
 
+_TIME = {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{3})?Z$"}
+_RATING = {"type": "number", "minimum": 0, "maximum": 100}
+
+
+def _live_properties() -> dict[str, Any]:
+    """Return what live results and updates add, and what an update says of the row before."""
+    return {
+        "bar_time": {**_TIME, "description": "Live: the timestamp of the bar scored."},
+        "feed_time": {**_COUNT, "description": "Live: UTC wall clock, ms, when the feed handed "
+                                               "the bar over."},
+        "in_filter": {"type": "boolean", "description": "Live: whether the row passes the "
+                                                        "filter (a row that left it stays)."},
+        "changed": {"type": "array", "items": {"type": "string", "minLength": 1},
+                    "description": "Update: the fields that changed."},
+        "previous_signal": {"enum": list(SIGNALS), "description": "Update: the signal before."}}
+
+
 def _message_schemas() -> dict[str, Any]:
     result = {"type": "object", "required": ["symbol", "signal", "tech_rating", "alpha_score"],
               "properties": {
                   "symbol": {"type": "string", "minLength": 1},
                   "signal": {"enum": list(SIGNALS)},
-                  "tech_rating": {"type": "number", "minimum": 0, "maximum": 100},
+                  "tech_rating": _RATING,
                   "alpha_score": {"type": "number", "minimum": 0, "maximum": 1},
                   "priority_tier": {"enum": list(PRIORITY_TIERS)},
-                  "position": _COUNT, "total_processed": _COUNT, "total_remaining": _COUNT}}
+                  "position": _COUNT, "total_processed": _COUNT, "total_remaining": _COUNT,
+                  **_live_properties()}}
+    alert = {"type": "object",
+             "required": ["symbol", "rule", "signal", "previous_signal", "tech_rating",
+                          "bar_time"],
+             "description": "A live symbol entered or left the filter or changed signal class, "
+                            "on a closed bar; at most once per symbol per alert_cooldown.",
+             "properties": {
+                 "symbol": {"type": "string", "minLength": 1}, "rule": {"enum": list(ALERT_RULES)},
+                 "signal": {"enum": list(SIGNALS)}, "previous_signal": {"enum": list(SIGNALS)},
+                 "tech_rating": _RATING, "bar_time": _TIME, "feed_time": _COUNT}}
     by_type = {
         ("result", "update"): result,
+        ("alert",): alert,
         ("progress",): {"type": "object", "required": ["processed", "total"],
                         "properties": {"processed": _COUNT, "total": _COUNT}},
         ("error",): {"type": "object", "required": ["message"],
@@ -110,13 +146,15 @@ def _message_schemas() -> dict[str, Any]:
     }
     metadata = {"type": "object", "required": ["timestamp", "scan_id", "seq", "is_final"],
                 "properties": {
-                    "timestamp": {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}"
-                                                               r":\d{2}(\.\d{3})?Z$"},
+                    "timestamp": _TIME,
                     "scan_id": {"type": "string", "minLength": 1},
                     "seq": {"type": "integer", "minimum": 1},
                     "is_final": {"type": "boolean"},
                     "local": {"type": "boolean", "description": "Set on the behind_window "
-                                                                "error, built for one reader."}}}
+                                                                "error, built for one reader."},
+                    "compacted": {"type": "boolean", "description": "Set on a row a reader "
+                                  "behind a live scan's window gets instead of what it "
+                                  "missed: a result at its first seq, or its latest update."}}}
     message = {
         "type": "object", "required": ["type", "data", "metadata"],
         "description": "One message of a scan stream; metadata.seq numbers them 1, 2, 3, ...",

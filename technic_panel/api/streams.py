@@ -8,8 +8,9 @@ scan or other clients. When nothing is published it awaits the subscription's ``
 for``, which scan threads wake with ``loop.call_soon_threadsafe``; no handler waits on a
 lock or does scan work. A cursor that falls behind the retained window receives the
 streamer's local ``behind_window`` error and is disconnected; it resumes from that error's
-seq. A client that takes no writes for ``write_timeout`` seconds is disconnected, so a
-stalled reader pins nothing. Closing the connection closes the subscription. Both
+seq (a live scan's stream gives it the rows it lacks instead, compacted, and goes on). A
+client that takes no writes for ``write_timeout`` seconds is disconnected, so a stalled
+reader pins nothing. Closing the connection closes the subscription. Both
 streams set TCP_NODELAY: they write message by message, and Nagle's algorithm meeting
 the client's delayed ACK would hold a small write up to 40 ms. Not thread-safe: IOLoop
 only.
@@ -32,10 +33,12 @@ from technic_panel.api.base import (
     APIError,
     APIHandler,
     APIMixin,
+    APIOptions,
     error_envelope,
     parse_json,
 )
 from technic_panel.policy import ServerPolicy
+from technic_panel.streaming.jsonsafe import to_json
 from technic_panel.streaming.manager import UnknownScan
 from technic_panel.streaming.streamer import StreamEnded, Subscription
 
@@ -64,6 +67,15 @@ async def next_batch(subscription: Subscription, heartbeat: float | None) -> lis
         return None
     except TimeoutError:
         return []
+
+
+def encode(shared: APIOptions, message: dict) -> str:
+    """Return ``message`` as JSON: once for all clients, but a compacted one for its reader.
+
+    A compacted row (a live scan's reader behind the window) reuses the seq of a message it
+    stands for, with newer content, so it must not share that message's cached text.
+    """
+    return to_json(message) if message["metadata"].get("compacted") else shared.encode(message)
 
 
 def _ends_stream(message: dict) -> bool:
@@ -106,7 +118,7 @@ class EventsHandler(APIHandler):
                 self.write(": keep-alive\n\n")
             for message in batch:
                 self.write(f"id: {message['metadata']['seq']}\nevent: {message['type']}\n"
-                           f"data: {self.shared.encode(message)}\n\n")
+                           f"data: {encode(self.shared, message)}\n\n")
             await self._flush()
             if batch and _ends_stream(batch[-1]):
                 return
@@ -232,7 +244,7 @@ class ResultsSocket(APIMixin, WebSocketHandler):
 
     async def _pump(self, subscription: Subscription) -> None:
         while (batch := await next_batch(subscription, None)) is not None:
-            if not await self._send(*map(self.shared.encode, batch)):
+            if not await self._send(*(encode(self.shared, message) for message in batch)):
                 return
             if _ends_stream(batch[-1]):
                 if batch[-1]["metadata"]["is_final"]:

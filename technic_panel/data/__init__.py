@@ -1,4 +1,4 @@
-"""Price data sources: the embedded synthetic universe, files on disk, real sample prices."""
+"""Price data sources: the embedded synthetic universe, files on disk, a bar store, real samples."""
 
 from technic_panel.data.base import (
     OHLCV_COLUMNS,
@@ -11,6 +11,7 @@ from technic_panel.data.base import (
 )
 from technic_panel.data.files import FileSource
 from technic_panel.data.sample import SampleSource
+from technic_panel.data.store import BarStore, StoreError, StoreInfo, StoreSource, WriteReport
 from technic_panel.data.synthetic import SyntheticSource
 from technic_panel.data.throttle import RateLimiter, ThrottledSource
 
@@ -18,4 +19,5 @@ __all__ = [
     "OHLCV_COLUMNS", "SNAPSHOT_COLUMNS", "UNIVERSE_COLUMNS",
     "Bars", "DataError", "DataSource", "TransientDataError",
     "FileSource", "RateLimiter", "SampleSource", "SyntheticSource", "ThrottledSource",
+    "BarStore", "StoreError", "StoreInfo", "StoreSource", "WriteReport",
 ]

@@ -9,6 +9,7 @@ computing its indicators.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
@@ -26,10 +27,16 @@ SNAPSHOT_COLUMNS = (
 )
 """Columns of :meth:`DataSource.snapshot`: the last bar plus what is cheap to know of it."""
 
+PLAN_COLUMNS = UNIVERSE_COLUMNS + SNAPSHOT_COLUMNS[1:]
+"""Columns of each part :meth:`PlannableSource.plan_parts` yields: universe and snapshot."""
+
 
 FIRST_DATE = np.datetime64("1900-01-01")
 LAST_DATE = np.datetime64("2100-12-31")
 """A bar's date must be in FIRST_DATE..LAST_DATE (both included)."""
+
+MIN_BARS = 200
+"""Fewest bars a symbol needs to be scanned: the indicators' longest look-back (SMA 200)."""
 
 _OHLC_RULES = (
     ("low", "high", "high must be >= low"),
@@ -111,6 +118,29 @@ class DataSource(Protocol):
         ...
 
 
+@runtime_checkable
+class PlannableSource(Protocol):
+    """A source that can be planned piece by piece, so a scan starts before it is all read.
+
+    The scanner reads :meth:`plan_parts` on a background thread and submits the best
+    symbols known so far; sources without this capability are planned in one part,
+    :meth:`DataSource.universe` merged with :meth:`DataSource.snapshot`.
+    """
+
+    def symbols(self) -> list[str]:
+        """Return every symbol, cheaply (file names, a store's index): no bar is read."""
+        ...
+
+    def plan_parts(self) -> Iterator[pd.DataFrame]:
+        """Yield frames with :data:`PLAN_COLUMNS` covering :meth:`symbols` exactly once.
+
+        A symbol whose data cannot be read has NaN snapshot values and is still
+        yielded, so the scan reports its failure. The first part is small (at most
+        about 256 rows) and comes fast; later parts may grow.
+        """
+        ...
+
+
 def snapshot_from_bars(symbol: str, bars: Bars) -> dict[str, object]:
     """Compute one :data:`SNAPSHOT_COLUMNS` row from a symbol's bars (NaN where too short)."""
     close, volume = bars.close, bars.volume
@@ -146,6 +176,27 @@ def check_rule(label: str, rows: np.ndarray, bad: np.ndarray, rule: str) -> None
         raise DataError(f"{label} row {rows[np.flatnonzero(bad)[0]]}: {rule}{more}")
 
 
+def _rule_breaks(dates: np.ndarray,
+                 values: dict[str, np.ndarray]) -> Iterator[tuple[np.ndarray, str]]:
+    """Yield, rule by rule in the order :func:`check_bars` checks them, the rows breaking it."""
+    for name in OHLCV_COLUMNS[:4]:
+        yield values[name] <= 0, f"{name} must be > 0"
+    yield values["volume"] < 0, "volume must be >= 0"
+    for low, high, rule in _OHLC_RULES:
+        yield values[low] > values[high], rule
+    yield ((dates < FIRST_DATE) | (dates >= LAST_DATE + np.timedelta64(1, "D")),
+           f"date must be in {FIRST_DATE}..{LAST_DATE}")
+
+
+def rows_breaking_rules(dates: np.ndarray, values: dict[str, np.ndarray]) -> np.ndarray:
+    """Return which rows break a rule of :func:`check_bars` other than unique dates.
+
+    For checking many symbols' rows at once (a long table): a symbol none of whose rows
+    is marked, with rising dates, passes :func:`check_bars` unchanged.
+    """
+    return np.logical_or.reduce([bad for bad, _ in _rule_breaks(dates, values)])
+
+
 def check_bars(label: str, rows: np.ndarray, dates: np.ndarray,
                values: dict[str, np.ndarray]) -> np.ndarray:
     """Check complete bars by the rules every bar keeps; return the order that sorts them by date.
@@ -161,13 +212,8 @@ def check_bars(label: str, rows: np.ndarray, dates: np.ndarray,
     DataError
         For the first rule broken, naming ``label``, the first row breaking it and the rule.
     """
-    for name in OHLCV_COLUMNS[:4]:
-        check_rule(label, rows, values[name] <= 0, f"{name} must be > 0")
-    check_rule(label, rows, values["volume"] < 0, "volume must be >= 0")
-    for low, high, rule in _OHLC_RULES:
-        check_rule(label, rows, values[low] > values[high], rule)
-    outside = (dates < FIRST_DATE) | (dates >= LAST_DATE + np.timedelta64(1, "D"))
-    check_rule(label, rows, outside, f"date must be in {FIRST_DATE}..{LAST_DATE}")
+    for bad, rule in _rule_breaks(dates, values):
+        check_rule(label, rows, bad, rule)
     order = np.argsort(dates, kind="stable")
     ordered, by_date = dates[order], rows[order]
     repeats = np.flatnonzero(ordered[1:] == ordered[:-1])

@@ -3,57 +3,59 @@
 Two layouts are understood. A folder of ``ACME.csv`` / ``ACME.parquet`` files
 holds one symbol per file, named by the upper-cased file stem. A single file,
 or a folder holding exactly one file, whose header has a ``symbol`` column is a
-long table of every symbol. Column names match case-insensitively; the date
-may be called ``date``, ``datetime`` or ``timestamp``; other columns (``adj
-close``...) are ignored.
+long table of every symbol (:mod:`~technic_panel.data.longtable`). Column names
+match case-insensitively; the date may be called ``date``, ``datetime`` or
+``timestamp``; other columns (``adj close``...) are ignored.
 
-Listing the symbols of a per-symbol folder reads only file names, so one
-malformed file fails its own symbol alone, with a :class:`DataError` naming
-the file, the first bad row (counted from 1 after the header) and the rule it
-breaks: every cell of date, open, high, low, close and volume is filled with a
-number or a date, and every bar keeps the rules of
-:func:`~technic_panel.data.base.check_bars` (positive prices, low <= open,
-close <= high, dates in 1900-01-01..2100-12-31, none twice). A row with no
-price and no volume at all, a holiday placeholder some exports write, is
-skipped. Errors name the expected columns and the rule, never a value or a
-header name found in the file, since they travel to remote clients. Parsed bars
-are cached, and their arrays are read-only because every caller shares them.
+Listing the symbols of a per-symbol folder reads only file names, and planning a
+scan (:meth:`FileSource.plan_parts`) reads only each file's tail
+(:mod:`~technic_panel.data.tails`), in parts, so a scan starts before every file
+is read. One malformed file fails its own symbol alone, with a :class:`DataError`
+naming the file, the first bad row and the rule it breaks
+(:mod:`~technic_panel.data.pricefile` holds the rules). Parsed bars are cached,
+and their arrays are read-only because every caller shares them.
 """
 
 from __future__ import annotations
 
 import io
 import logging
-import os
 import threading
+from collections.abc import Iterator
 from os import PathLike
 from pathlib import Path
-from typing import cast
 
 import numpy as np
 import pandas as pd
-from pandas.tseries.api import guess_datetime_format
 
 from technic_panel.data.base import (
-    OHLCV_COLUMNS,
+    PLAN_COLUMNS,
     SNAPSHOT_COLUMNS,
     UNIVERSE_COLUMNS,
     Bars,
     DataError,
-    check_bars,
-    check_rule,
     snapshot_from_bars,
 )
+from technic_panel.data.columnar import file_bars
+from technic_panel.data.longtable import LongTable
+from technic_panel.data.pricefile import (
+    FORMATS,
+    check_size,
+    column_positions,
+    label_of,
+    lacking,
+    parse_numbers,
+    read_table,
+)
+from technic_panel.data.tails import HEADER_BYTES, tail_bars
 
 logger = logging.getLogger(__name__)
 
-_FORMATS = {".csv": "CSV", ".parquet": "Parquet", ".pq": "Parquet"}
-_DATE_NAMES = ("date", "datetime", "timestamp")
 _META_TEXT = ("name", "sector", "industry")
-_HEADER_BYTES = 1 << 16
-"""The most bytes read to find out whether a CSV file's header has a ``symbol`` column."""
 AVG_WINDOW = 20
 """Bars averaged for ``avg_dollar_volume`` in :meth:`FileSource.universe`."""
+FIRST_PART, LAST_PART = 64, 1024
+"""Symbols in the first part :meth:`FileSource.plan_parts` yields; parts double up to LAST_PART."""
 
 
 class FileSource:
@@ -92,6 +94,9 @@ class FileSource:
         files = _data_files(self.path)
         self._table_path = files[0] if len(files) == 1 and _has_symbol_column(files[0]) else None
         self._files = {} if self._table_path else _files_by_symbol(files)
+        self.io_bound = self._table_path is None
+        """Whether bars wait on reading files (pyarrow reads them without the GIL), so the
+        thread executor runs many threads; a long table's bars are slices in memory."""
         self._metadata = _read_metadata(self.universe_path, max_file_bytes)
         self._init_caches()
 
@@ -103,12 +108,13 @@ class FileSource:
     def _init_caches(self) -> None:
         self._lock = threading.Lock()
         self._cache: dict[str, Bars] = {}
+        self._plan: pd.DataFrame | None = None
         self._table_lock = threading.Lock()
-        self._table: _LongTable | None = None
+        self._table: LongTable | None = None
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        for key in ("_lock", "_cache", "_table_lock", "_table"):
+        for key in ("_lock", "_cache", "_plan", "_table_lock", "_table"):
             del state[key]
         return state
 
@@ -117,35 +123,47 @@ class FileSource:
         self._init_caches()
 
     def symbols(self) -> list[str]:
-        """Return every symbol that has price data, sorted, without parsing per-symbol files."""
+        """Return every symbol that has price data, sorted, without parsing per-symbol files.
+
+        A long table is read (once) for its symbol column.
+        """
         if self._table_path is None:
             return sorted(self._files)
-        return sorted(self._long_table(self._table_path).rows)
+        return list(self._long_table().symbols)
+
+    def plan_parts(self) -> Iterator[pd.DataFrame]:
+        """Yield :data:`PLAN_COLUMNS` for every symbol once, in parts that double in size.
+
+        The first part holds :data:`FIRST_PART` symbols. Snapshot values and the average
+        dollar volume come from each file's tail; a symbol whose tail and file cannot
+        be read has NaN values (its :meth:`bars` says why). Once complete, the plan is
+        kept, so :meth:`universe` and :meth:`snapshot` after it read nothing.
+        """
+        kept = self._plan
+        if kept is not None:
+            for start, stop in _part_bounds(len(kept)):
+                yield kept.iloc[start:stop].reset_index(drop=True)
+            return
+        symbols, parts = self.symbols(), []
+        for start, stop in _part_bounds(len(symbols)):
+            parts.append(self._plan_part(symbols[start:stop]))
+            yield parts[-1]
+        plan = pd.concat(parts, ignore_index=True) if parts else self._plan_part([])
+        with self._lock:
+            self._plan = plan
 
     def universe(self) -> pd.DataFrame:
         """Return one row per symbol with metadata; a symbol whose file is bad gets NaN volume."""
-        symbols = self.symbols()
-        frame = pd.DataFrame({
-            "symbol": pd.Series(symbols, dtype=object),
-            "avg_dollar_volume": [self._avg_dollar_volume(s) for s in symbols],
-        })
-        unused = sorted(set(self._metadata["symbol"]) - set(symbols))
+        unused = sorted(set(self._metadata["symbol"]) - set(self.symbols()))
         if unused:
             logger.debug("%s: %d symbols of %s have no prices: %s", self.name, len(unused),
                          self.universe_path, ", ".join(unused[:10]))
-        frame = frame.merge(self._metadata, on="symbol", how="left")
-        frame["name"] = frame["name"].fillna(frame["symbol"])
-        frame[["sector", "industry"]] = frame[["sector", "industry"]].fillna("Unknown")
-        return frame.loc[:, list(UNIVERSE_COLUMNS)]
+        return self._whole_plan().loc[:, list(UNIVERSE_COLUMNS)]
 
     def snapshot(self) -> pd.DataFrame:
         """Return the last bar of every symbol that loads; symbols whose file is bad are skipped."""
-        rows = []
-        for symbol in self.symbols():
-            bars = self._bars_or_none(symbol)
-            if bars is not None:
-                rows.append(snapshot_from_bars(symbol, bars))
-        return pd.DataFrame(rows, columns=list(SNAPSHOT_COLUMNS))
+        plan = self._whole_plan()
+        return plan.loc[plan["date"].notna(), list(SNAPSHOT_COLUMNS)].reset_index(drop=True)
 
     def bars(self, symbol: str) -> Bars:
         """Return ``symbol``'s bars; raise :class:`DataError` naming the file and the column."""
@@ -167,58 +185,81 @@ class FileSource:
             if path is None:
                 raise DataError(f"FileSource has no symbol {symbol!r} "
                                 f"(no such file in {self.path})")
-            label = _label(path)
-            return _parse_bars(_read_table(path, label, self.max_file_bytes), label)
-        table = self._long_table(self._table_path)
-        rows = table.rows.get(symbol)
-        if rows is None:
+            return file_bars(path, label_of(path), self.max_file_bytes)
+        table = self._long_table()
+        if symbol not in table.index:
             raise DataError(f"FileSource has no symbol {symbol!r} (not in {self._table_path})")
-        return _parse_bars(table.frame.iloc[rows], f"{_label(self._table_path)} (symbol {symbol})")
+        return table.bars(symbol)
 
-    def _long_table(self, path: Path) -> _LongTable:
+    def _long_table(self) -> LongTable:
+        assert self._table_path is not None
         with self._table_lock:
             if self._table is None:
-                self._table = _LongTable.read(path, self.max_file_bytes)
+                self._table = LongTable.read(self._table_path, self.max_file_bytes)
             return self._table
+
+    def _whole_plan(self) -> pd.DataFrame:
+        for _ in self.plan_parts():
+            pass
+        assert self._plan is not None
+        return self._plan
+
+    def _plan_part(self, symbols: list[str]) -> pd.DataFrame:
+        """Return the plan rows of ``symbols``: metadata, snapshot, average dollar volume."""
+        rows = [_plan_row(s, bars) for s, bars in zip(symbols, self._tails(symbols), strict=True)]
+        frame = pd.DataFrame.from_records(rows, columns=["symbol", "avg_dollar_volume",
+                                                         *SNAPSHOT_COLUMNS[1:]])
+        frame = frame.astype({"symbol": object, "date": "datetime64[ns]"})
+        frame = frame.merge(self._metadata, on="symbol", how="left")
+        frame["name"] = frame["name"].fillna(frame["symbol"])
+        frame[["sector", "industry"]] = frame[["sector", "industry"]].fillna("Unknown")
+        return frame.loc[:, list(PLAN_COLUMNS)]
+
+    def _tails(self, symbols: list[str]) -> list[Bars | None]:
+        """Return each symbol's last bars: its file's tail, or all its bars (None: neither)."""
+        if self._table_path is not None:
+            return [self._bars_or_none(symbol) for symbol in symbols]
+        sized = []
+        for symbol in symbols:
+            try:
+                check_size(self._files[symbol], label_of(self._files[symbol]),
+                           self.max_file_bytes)
+                sized.append(symbol)
+            except DataError as exc:
+                self._skipping(symbol, exc)
+        tails = dict(zip(sized, tail_bars([self._files[s] for s in sized]), strict=True))
+        found = []
+        for symbol in symbols:
+            tail = tails.get(symbol)
+            found.append(tail if tail is not None or symbol not in tails
+                         else self._bars_or_none(symbol))
+        return found
 
     def _bars_or_none(self, symbol: str) -> Bars | None:
         try:
             return self.bars(symbol)
         except DataError as exc:
-            logger.debug("%s: skipping %s: %s", self.name, symbol, exc)
+            self._skipping(symbol, exc)
             return None
 
-    def _avg_dollar_volume(self, symbol: str) -> float:
-        bars = self._bars_or_none(symbol)
-        if bars is None:
-            return float("nan")
-        return float(np.mean(bars.close[-AVG_WINDOW:] * bars.volume[-AVG_WINDOW:]))
+    def _skipping(self, symbol: str, exc: DataError) -> None:
+        logger.debug("%s: skipping %s: %s", self.name, symbol, exc)
 
 
-class _LongTable:
-    """A long table read once: the raw frame and each symbol's row positions in it."""
-
-    def __init__(self, frame: pd.DataFrame, rows: dict[str, np.ndarray]) -> None:
-        self.frame = frame
-        self.rows = rows
-
-    @classmethod
-    def read(cls, path: Path, max_bytes: int | None) -> _LongTable:
-        label = _label(path)
-        frame = _read_table(path, label, max_bytes)
-        column = _column_names(frame).get("symbol")
-        if column is None:
-            raise DataError(_lacking(label, ["symbol"], "symbol, date, open, high, low, close, "
-                                                        "volume"))
-        keys = frame[column].astype("string").str.strip().str.upper()
-        keys = keys.mask(keys == "")
-        indices = cast("dict[object, np.ndarray]", keys.groupby(keys, sort=True).indices)
-        return cls(frame, {str(k): v for k, v in indices.items()})
+def _plan_row(symbol: str, bars: Bars | None) -> dict[str, object]:
+    if bars is None:
+        return {"symbol": symbol, "date": pd.NaT}
+    window = slice(-AVG_WINDOW, None)
+    return {**snapshot_from_bars(symbol, bars),
+            "avg_dollar_volume": float(np.mean(bars.close[window] * bars.volume[window]))}
 
 
-def _label(path: Path) -> str:
-    """Name a data file in errors by its own name: the folder is the caller's to know."""
-    return f"FileSource: {path.name}"
+def _part_bounds(count: int) -> Iterator[tuple[int, int]]:
+    """Yield ``(start, stop)`` of parts of FIRST_PART items, doubling up to LAST_PART."""
+    start, size = 0, FIRST_PART
+    while start < count:
+        yield start, min(start + size, count)
+        start, size = start + size, min(2 * size, LAST_PART)
 
 
 def _existing(path: Path, field: str, rule: str) -> Path:
@@ -234,7 +275,7 @@ def _data_files(path: Path) -> list[Path]:
     if path.is_file():
         return [_data_file(path, "path", rule)]
     files = sorted(p for p in path.iterdir()
-                   if p.is_file() and p.suffix.lower() in _FORMATS and not p.name.startswith("."))
+                   if p.is_file() and p.suffix.lower() in FORMATS and not p.name.startswith("."))
     if not files:
         raise ValueError(f"FileSource.path must be {rule}, not {str(path)!r}: "
                          "the folder has no .csv or .parquet file")
@@ -242,7 +283,7 @@ def _data_files(path: Path) -> list[Path]:
 
 
 def _data_file(path: Path, field: str, rule: str) -> Path:
-    if not path.is_file() or path.suffix.lower() not in _FORMATS:
+    if not path.is_file() or path.suffix.lower() not in FORMATS:
         raise ValueError(f"FileSource.{field} must be {rule}, not {str(path)!r}")
     return path
 
@@ -261,130 +302,20 @@ def _files_by_symbol(files: list[Path]) -> dict[str, Path]:
 def _has_symbol_column(path: Path) -> bool:
     """Whether the header of ``path`` has a ``symbol`` column (False if it cannot be read).
 
-    Only the header is read: a Parquet schema, or at most :data:`_HEADER_BYTES` of a CSV.
+    Only the header is read: a Parquet schema, or at most :data:`HEADER_BYTES` of a CSV.
     """
     try:
-        if _FORMATS[path.suffix.lower()] == "Parquet":
+        if FORMATS[path.suffix.lower()] == "Parquet":
             import pyarrow.parquet as pq
 
             names = pq.read_schema(path).names
         else:
             with path.open("rb") as handle:
-                header = handle.readline(_HEADER_BYTES)
+                header = handle.readline(HEADER_BYTES)
             names = pd.read_csv(io.BytesIO(header), nrows=0).columns
     except (OSError, ValueError):
         return False
-    return any(str(n).strip().lower() == "symbol" for n in names)
-
-
-def _read_table(path: Path, label: str, max_bytes: int | None) -> pd.DataFrame:
-    """Read a CSV or Parquet file with a default RangeIndex (a named index becomes a column).
-
-    A file larger than ``max_bytes`` is refused before it is read. Errors name the
-    file and the exception's type only: a parser's text may quote the file.
-    """
-    kind = _FORMATS[path.suffix.lower()]
-    try:
-        size = os.stat(path).st_size
-    except OSError as exc:
-        raise DataError(f"{label} cannot be read ({type(exc).__name__})") from exc
-    if max_bytes is not None and size > max_bytes:
-        raise DataError(f"{label} is {size:,} bytes; the most allowed is {max_bytes:,} "
-                        "(FileSource.max_file_bytes)")
-    try:
-        frame = pd.read_parquet(path) if kind == "Parquet" else pd.read_csv(path)
-    except pd.errors.EmptyDataError as exc:
-        raise DataError(f"{label}: the file is empty") from exc
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{label} cannot be read as {kind} ({type(exc).__name__})") from exc
-    if not isinstance(frame.index, pd.RangeIndex):
-        frame = frame.reset_index()
-    return frame
-
-
-def _column_names(frame: pd.DataFrame) -> dict[str, object]:
-    """Map each lower-cased, stripped column name to the first column that has it."""
-    names: dict[str, object] = {}
-    for column in frame.columns:
-        names.setdefault(str(column).strip().lower(), column)
-    return names
-
-
-def _lacking(label: str, lacking: list[str], needs: str) -> str:
-    plural = "s" if len(lacking) > 1 else ""
-    return f"{label} lacks the column{plural} {', '.join(lacking)} (needs {needs})"
-
-
-def _columns_of(frame: pd.DataFrame, label: str) -> dict[str, object]:
-    """Map each of date and :data:`OHLCV_COLUMNS` to its column; raise naming all it lacks.
-
-    The message names the expected columns only, never the file's own header.
-    """
-    names = _column_names(frame)
-    found = {"date": next((names[n] for n in _DATE_NAMES if n in names), None)}
-    found.update((column, names.get(column)) for column in OHLCV_COLUMNS)
-    lacking = [column for column, name in found.items() if name is None]
-    if lacking:
-        raise DataError(_lacking(label, lacking, f"{', '.join(found)}; the date may also be "
-                                                 f"called {' or '.join(_DATE_NAMES[1:])}"))
-    return found
-
-
-def _parse_bars(frame: pd.DataFrame, label: str) -> Bars:
-    """Validate one symbol's raw rows by the module's rules; build sorted, read-only bars."""
-    if frame.empty:
-        raise DataError(f"{label}: the file has no rows")
-    columns = _columns_of(frame, label)
-    rows = frame.index.to_numpy() + 1  # counted from 1 after the header
-    values = np.vstack([_parse_numbers(frame[columns[c]], c, label, rows) for c in OHLCV_COLUMNS])
-    keep = ~np.isnan(values).all(axis=0)
-    if not keep.any():
-        raise DataError(f"{label}: no row has prices")
-    rows, values = rows[keep], values[:, keep]
-    for column, array in zip(OHLCV_COLUMNS, values, strict=True):
-        check_rule(label, rows, np.isnan(array), f"{column} is empty")
-    dates = _parse_dates(frame[columns["date"]][keep], label, rows)
-    order = check_bars(label, rows, dates, dict(zip(OHLCV_COLUMNS, values, strict=True)))
-    arrays = [np.ascontiguousarray(a) for a in (dates[order].astype("datetime64[ns]"),
-                                                 *values[:, order])]
-    for array in arrays:
-        array.flags.writeable = False
-    return Bars(*arrays)
-
-
-def _parse_dates(raw: pd.Series, label: str, rows: np.ndarray) -> np.ndarray:
-    """Parse a date column into datetime64 of the column's own unit; every cell a date."""
-    check_rule(label, rows, raw.isna().to_numpy(), "date is empty")
-    if pd.api.types.is_datetime64_any_dtype(raw):
-        parsed = raw
-    else:
-        text = raw.astype("string")
-        try:
-            parsed = pd.to_datetime(text, format=_date_format(text), errors="coerce")
-        except (TypeError, ValueError) as exc:
-            raise DataError(f"{label}: the date column cannot be read as dates") from exc
-        check_rule(label, rows, parsed.isna().to_numpy(), "date is not a date like 2024-01-31")
-    if isinstance(parsed.dtype, pd.DatetimeTZDtype):
-        parsed = parsed.dt.tz_localize(None)
-    return parsed.to_numpy()  # in its own unit: a year-9999 date must not wrap round to 1816
-
-
-def _date_format(text: pd.Series) -> str:
-    """Guess the format of the first date; ``"mixed"`` parses each date on its own."""
-    values = text.dropna()
-    return (guess_datetime_format(str(values.iloc[0])) if len(values) else None) or "mixed"
-
-
-def _parse_numbers(raw: pd.Series, column: str, label: str, rows: np.ndarray) -> np.ndarray:
-    """Return a column as float64 (NaN where empty); raise for a non-number or an infinity."""
-    if not pd.api.types.is_numeric_dtype(raw):
-        parsed = pd.to_numeric(raw, errors="coerce")
-        bad = (parsed.isna() & raw.notna()).to_numpy()
-        check_rule(label, rows, bad, f"{column} is not a number")
-        raw = parsed
-    values = raw.to_numpy(dtype="float64", na_value=np.nan)
-    check_rule(label, rows, np.isinf(values), f"{column} is not a finite number")
-    return values
+    return "symbol" in column_positions(names)
 
 
 def _read_metadata(path: Path | None, max_bytes: int | None) -> pd.DataFrame:
@@ -394,17 +325,17 @@ def _read_metadata(path: Path | None, max_bytes: int | None) -> pd.DataFrame:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in columns}).astype(
             {"market_cap": "float64"})
     try:
-        frame = _read_table(path, path.name, max_bytes)
-        names = _column_names(frame)
+        frame = read_table(path, path.name, max_bytes)
+        names = {name: frame.columns[i] for name, i in column_positions(frame.columns).items()}
         if "symbol" not in names:
-            raise DataError(_lacking(path.name, ["symbol"],
-                                     f"symbol; it may have {', '.join(columns[1:])}"))
+            raise DataError(lacking(path.name, ["symbol"],
+                                    f"symbol; it may have {', '.join(columns[1:])}"))
         rows = frame.index.to_numpy() + 1
         meta = pd.DataFrame({
             "symbol": frame[names["symbol"]].astype("string").str.strip().str.upper(),
             **{c: frame[names[c]] if c in names else None for c in _META_TEXT},
-            "market_cap": (_parse_numbers(frame[names["market_cap"]], "market_cap", path.name,
-                                          rows) if "market_cap" in names else np.nan),
+            "market_cap": (parse_numbers(frame[names["market_cap"]], "market_cap", path.name,
+                                         rows) if "market_cap" in names else np.nan),
         })
     except DataError as exc:
         raise ValueError(f"FileSource.universe_path is unusable: {exc}") from exc

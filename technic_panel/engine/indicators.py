@@ -81,10 +81,12 @@ def _compute(bars: Bars, symbol: str, view: type[_Full] | type[_Last]) -> dict:
             "bb_pct_b": (close - down) / (up - down),
             "obv_slope": at(talib.LINEARREG_SLOPE(talib.OBV(c, v), 20)) / at(mean_volume),
             "roc_5": at(talib.ROC(c, 5)), "roc_21": at(talib.ROC(c, 21)),
-            "roc_63": at(talib.ROC(c, 63)),
+            "roc_63": at(talib.ROC(c, 63)), "roc_126": at(talib.ROC(c, 126)),
             "dist_high_20": 100.0 * (close / at(talib.MAX(h, 20)) - 1.0),
             "dist_high_52w": 100.0 * (close / high_52w - 1.0),
             "range_pos_52w": (close - low_52w) / (high_52w - low_52w),
+            "high_52w": high_52w, "low_52w": low_52w,
+            "stretch_atr": (close - at(middle)) / atr,
             "rel_volume": at(v) / prev(mean_volume),
             "avg_dollar_volume_20": at(talib.SMA(c * v, 20)),
         }

@@ -10,6 +10,11 @@ and a ``batch_number`` (1-based, ``batch_size`` symbols each).
 priority_score = z(return_21d) + 0.5 z(return_5d) + 0.25 z(sign(change) log rel_volume)
 + 0.1 z(log dollar_volume); with previous ratings, 0.6 of it comes from their z-score.
 How much this helps is measured by :func:`top_k_capture` in ``benchmarks/bench_engine.py``.
+
+A scan ranks progressively (:mod:`~technic_panel.engine.planner`): each time a part of
+the plan arrives it calls :func:`prioritize` on the symbols known so far, with the
+snapshot rows seen so far, so a symbol's tier is its rank among what is known when it
+is submitted; once every part is in, the ranking is the one of the whole universe.
 """
 
 from __future__ import annotations
@@ -23,29 +28,40 @@ TIER_SHARES = (0.10, 0.30)
 """Shares of the ordered universe in the ``high`` and ``medium`` tiers; the rest is ``low``."""
 
 
-def _zscore(values: pd.Series) -> pd.Series:
-    values = values.replace([np.inf, -np.inf], np.nan)
-    spread = values.std()
-    if not spread or np.isnan(spread):
-        return pd.Series(0.0, index=values.index)
-    return ((values - values.mean()) / spread).fillna(0.0)
+def _zscore(values: np.ndarray) -> np.ndarray:
+    """Return z-scores of ``values``: 0 where unknown or infinite, all 0 if they do not vary."""
+    values = np.where(np.isfinite(values), values, np.nan)
+    if np.count_nonzero(~np.isnan(values)) < 2:
+        return np.zeros(len(values))
+    spread = np.nanstd(values, ddof=1)
+    if not spread:
+        return np.zeros(len(values))
+    return np.nan_to_num((values - np.nanmean(values)) / spread, nan=0.0)
+
+
+def _scores(snapshot: pd.DataFrame, previous_ratings: pd.Series | None) -> np.ndarray:
+    """Return the priority score of each snapshot row, in row order (numpy: the hot path)."""
+    def column(name: str) -> np.ndarray:
+        return snapshot[name].to_numpy(dtype=float, na_value=np.nan)
+
+    direction = np.sign(np.nan_to_num(column("change_pct")))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        volume_push = direction * np.log(column("rel_volume"))
+        liquidity = np.log(column("dollar_volume"))
+    score = (_zscore(column("return_21d")) + 0.5 * _zscore(column("return_5d"))
+             + 0.25 * _zscore(volume_push) + 0.1 * _zscore(liquidity))
+    if previous_ratings is not None and len(previous_ratings):
+        prior = previous_ratings.reindex(snapshot["symbol"]).to_numpy(dtype=float,
+                                                                     na_value=np.nan)
+        score = np.where(np.isnan(prior), score, 0.4 * _zscore(score) + 0.6 * _zscore(prior))
+    return score
 
 
 def priority_scores(snapshot: pd.DataFrame,
                     previous_ratings: pd.Series | None = None) -> pd.Series:
     """Return a priority score per symbol (higher: scan sooner), indexed by symbol."""
-    snap = snapshot.set_index("symbol")
-    direction = np.sign(snap["change_pct"].fillna(0.0))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        volume_push = direction * np.log(snap["rel_volume"])
-        liquidity = np.log(snap["dollar_volume"])
-    score = (_zscore(snap["return_21d"]) + 0.5 * _zscore(snap["return_5d"])
-             + 0.25 * _zscore(volume_push) + 0.1 * _zscore(liquidity))
-    if previous_ratings is not None and len(previous_ratings):
-        prior = _zscore(previous_ratings.reindex(score.index))
-        known = previous_ratings.reindex(score.index).notna()
-        score = score.where(~known, 0.4 * _zscore(score) + 0.6 * prior)
-    return score
+    return pd.Series(_scores(snapshot, previous_ratings),
+                     index=pd.Index(snapshot["symbol"], name="symbol"))
 
 
 def prioritize(symbols: Sequence[str], snapshot: pd.DataFrame | None,
@@ -54,27 +70,27 @@ def prioritize(symbols: Sequence[str], snapshot: pd.DataFrame | None,
     """Return ``symbols`` in scan order with priority_score, priority_tier and batch_number.
 
     Symbols missing from the snapshot (it could not load them) go last, in the
-    given order, so their failure is still reported by the scan.
+    given order, so their failure is still reported by the scan. Ties keep the
+    given order too.
     """
     if batch_size < 1:
         raise ValueError(f"prioritize batch_size must be >= 1, not {batch_size}")
     symbols = list(dict.fromkeys(symbols))
+    scores = np.full(len(symbols), np.nan)
     if snapshot is not None and len(snapshot):
-        scores = priority_scores(snapshot, previous_ratings).reindex(symbols)
-    else:
-        scores = pd.Series(np.nan, index=symbols, dtype=float)
-    order = pd.DataFrame({"symbol": symbols, "priority_score": scores.to_numpy()})
-    order["_given"] = np.arange(len(order))
-    order = order.sort_values(["priority_score", "_given"], ascending=[False, True],
-                              na_position="last", kind="stable")
-    order = order.drop(columns="_given").reset_index(drop=True)
+        rows = pd.Index(snapshot["symbol"]).get_indexer(symbols)
+        scores = np.where(rows >= 0, _scores(snapshot, previous_ratings)[rows], np.nan)
+    order = np.lexsort((np.arange(len(symbols)), np.where(np.isnan(scores), np.inf, -scores)))
     position = np.arange(len(order))
     cut_high = int(np.ceil(TIER_SHARES[0] * len(order)))
     cut_medium = cut_high + int(np.ceil(TIER_SHARES[1] * len(order)))
-    order["priority_tier"] = np.where(position < cut_high, "high",
-                                      np.where(position < cut_medium, "medium", "low"))
-    order["batch_number"] = position // batch_size + 1
-    return order
+    return pd.DataFrame({
+        "symbol": np.asarray(symbols, dtype=object)[order] if symbols else [],
+        "priority_score": scores[order],
+        "priority_tier": np.where(position < cut_high, "high",
+                                  np.where(position < cut_medium, "medium", "low")),
+        "batch_number": position // batch_size + 1,
+    })
 
 
 def top_k_capture(arrival_order: Sequence[str], final_ratings: pd.Series, *, k: int = 20,

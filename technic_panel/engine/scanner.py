@@ -1,11 +1,14 @@
 """The scanner: runs a universe through an executor and emits each symbol as it completes.
 
-Mechanics: the universe is ordered by :func:`~technic_panel.engine.prioritize.prioritize`,
-cut into chunks that start at one symbol (so the first result comes at once)
-and double up to the executor's ``chunk_limit``, and at most ``2 * workers``
-chunks are in flight. Workers' done-callbacks only put the finished future on
-a ``queue.SimpleQueue``; the thread that called :meth:`Scanner.run` takes them
-off and calls ``on_event`` once per symbol, in completion order.
+Mechanics: a :class:`~technic_panel.engine.planner.ProgressivePlan` reads the source's
+plan parts on a background thread, screens and ranks them as they arrive; the scan
+never waits for the last part. Chunks of the best known symbols not yet submitted
+start at one symbol (so the first result comes at once) and double up to the
+executor's ``chunk_limit``; at most ``2 * workers`` chunks are in flight. Workers'
+done-callbacks and the plan only put onto a ``queue.SimpleQueue`` (a finished future,
+or a wake-up); the thread that called :meth:`Scanner.run` takes them off, submits
+more, and calls ``on_event`` once per symbol, in completion order. When workers are
+idle and no known symbol is left, it waits there for the next part.
 
 Warning: ``on_event`` runs on the thread that called :meth:`Scanner.run`;
 :meth:`Scanner.stop`, :meth:`Scanner.pause` and :meth:`Scanner.resume` may be
@@ -23,20 +26,18 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from technic_panel.data.base import DataSource
 from technic_panel.engine.executors import ScanExecutor, ScanJob, make_executor
 from technic_panel.engine.expressions import FilterExpression
-from technic_panel.engine.prioritize import prioritize
+from technic_panel.engine.planner import ProgressivePlan, Screen, full_plan
 from technic_panel.engine.scoring import Strategy
 from technic_panel.engine.workers import in_daemon_thread
 from technic_panel.vocabulary import RESULT_COLUMNS, SafeData
 
 log = logging.getLogger(__name__)
 
-_META = ("name", "sector", "industry", "market_cap")
 _LEADING = ("signal", "tech_rating", "alpha_score")
 """Fields a reader looks for first; a result's keys start with them, as in the contract."""
 _WAKE = object()
@@ -84,9 +85,11 @@ class Scanner:
     symbols
         Scan only these symbols (default: the source's whole universe).
     sectors, min_price, min_dollar_volume
-        Screen the universe before the scan: only these sectors (empty: all), a
+        Screen the universe as it is planned: only these sectors (empty: all), a
         last close and a 20-day average dollar volume at least this high. Symbols
         whose price is unknown stay in, so their failure is reported.
+    batch_size
+        Symbols per ``batch_number`` (counted in submission order).
     check_result
         Called with each assembled result; a ``ValueError`` it raises (the streaming
         core passes its message contract) turns the result into that symbol's error.
@@ -100,6 +103,8 @@ class Scanner:
                  min_price: float = 0.0, min_dollar_volume: float = 0.0,
                  batch_size: int = 50,
                  check_result: Callable[[dict], None] | None = None) -> None:
+        if batch_size < 1:
+            raise ValueError(f"Scanner.batch_size must be >= 1, not {batch_size}")
         self.source = source
         self.check_result = check_result
         self.scorer = (strategy or Strategy()).scorer()
@@ -108,21 +113,27 @@ class Scanner:
                                             io_bound=getattr(source, "io_bound", False)))
         self.filter = FilterExpression(filter, RESULT_COLUMNS) if filter else None
         self.previous_ratings = previous_ratings
-        self.symbols = list(symbols) if symbols is not None else None
-        self.sectors = list(sectors)
-        self.min_price, self.min_dollar_volume = min_price, min_dollar_volume
+        self.screen = Screen(None if symbols is None else tuple(symbols), tuple(sectors),
+                             float(min_price), float(min_dollar_volume))
         self.batch_size = batch_size
-        self.total = self.processed = self.results = self.errors = self.filtered = 0
+        self.processed = self.results = self.errors = self.filtered = 0
         self._emit_lock = threading.RLock()
         self._wake: queue.SimpleQueue = queue.SimpleQueue()
         self._stopped = self._paused = self._started = False
         self._started_at: float | None = None
         self._around_chunk: Callable[[], AbstractContextManager] = nullcontext
+        self._plan = ProgressivePlan(source, self.screen, previous_ratings,
+                                     batch_size=batch_size, wake=lambda: self._wake.put(_WAKE))
 
     def __repr__(self) -> str:
         return (f"Scanner({self.source!r}, executor={self.executor.kind}, "
                 f"processed={self.processed}/{self.total}, stopped={self._stopped}, "
                 f"paused={self._paused})")
+
+    @property
+    def total(self) -> int:
+        """Symbols the scan will process: exact once planned; see :mod:`.planner`."""
+        return self._plan.total
 
     @property
     def stopped(self) -> bool:
@@ -142,6 +153,7 @@ class Scanner:
         progress.
         """
         self._stopped = True
+        self._plan.stop()
         with self._emit_lock:
             self._wake.put(_WAKE)
 
@@ -155,27 +167,17 @@ class Scanner:
         self._wake.put(_WAKE)
 
     def plan(self) -> pd.DataFrame:
-        """Return the scan order: symbol, priority_score, priority_tier, batch_number."""
-        return self._plan(self.source.universe())
+        """Return the whole scan order: symbol, priority_score, priority_tier, batch_number.
 
-    def _plan(self, universe: pd.DataFrame) -> pd.DataFrame:
-        snapshot = self.source.snapshot()
-        symbols = self.symbols if self.symbols is not None else universe["symbol"].tolist()
-        symbols = self._screen(symbols, universe, snapshot)
-        return prioritize(symbols, snapshot, self.previous_ratings, batch_size=self.batch_size)
+        It reads every part first, so it is what a scan's order converges to, not what a
+        scan submits (see :meth:`submissions`).
+        """
+        return full_plan(self.source, self.screen, self.previous_ratings,
+                         batch_size=self.batch_size)
 
-    def _screen(self, symbols: list[str], universe: pd.DataFrame,
-                snapshot: pd.DataFrame) -> list[str]:
-        """Drop symbols outside the sectors or below the price / dollar-volume floors."""
-        dropped: set[str] = set()
-        if self.sectors:
-            dropped |= set(universe.loc[~universe["sector"].isin(self.sectors), "symbol"])
-        if self.min_price > 0:
-            dropped |= set(snapshot.loc[snapshot["close"] < self.min_price, "symbol"])
-        if self.min_dollar_volume > 0:
-            low = universe["avg_dollar_volume"] < self.min_dollar_volume
-            dropped |= set(universe.loc[low, "symbol"])
-        return [s for s in symbols if s not in dropped] if dropped else symbols
+    def submissions(self) -> pd.DataFrame:
+        """Return what :meth:`run` submitted so far, in order, with score, tier and batch."""
+        return self._plan.submissions()
 
     def run(self, on_event: Callable[[ScanEvent], None], *,
             around_chunk: Callable[[], AbstractContextManager] = nullcontext) -> ScanSummary:
@@ -192,21 +194,23 @@ class Scanner:
         started_at = self._started_at = time.perf_counter()
         self._around_chunk = around_chunk
         first: list[float] = []
-        universe = self.source.universe()
-        plan = self._plan(universe)
-        context = _Context.from_plan(plan, universe)
-        self.total = len(plan)
 
         def emit(event: ScanEvent) -> None:
             if not first:
                 first.append(time.perf_counter() - started_at)
             on_event(event)
 
-        if not self._stopped and self._start_executor(ScanJob(self.source, self.scorer)):
-            try:
-                self._loop(context, emit)
-            finally:
-                self.executor.close()
+        try:
+            if not self._stopped:
+                self._plan.start()
+            self._plan.list_source()
+            if not self._stopped and self._start_executor(ScanJob(self.source, self.scorer)):
+                try:
+                    self._loop(emit)
+                finally:
+                    self.executor.close()
+        finally:
+            self._plan.stop()
         status = "stopped" if self._stopped else "completed"
         return ScanSummary(status, self.total, self.processed, self.results, self.errors,
                            self.filtered, time.perf_counter() - self._started_at,
@@ -229,56 +233,58 @@ class Scanner:
         started.add_done_callback(lambda _: self.executor.close())
         return False
 
-    def _chunks(self, symbols: list[str]) -> Iterator[list[str]]:
-        size, start = 1, 0
-        while start < len(symbols):
-            yield symbols[start:start + size]
-            start += size
+    def _chunk_sizes(self) -> Iterator[int]:
+        size = 1
+        while True:
+            yield size
             size = min(size * 2, self.executor.chunk_limit)
 
-    def _loop(self, context: _Context, emit: Callable[[ScanEvent], None]) -> None:
-        chunks = self._chunks(context.symbols)
+    def _loop(self, emit: Callable[[ScanEvent], None]) -> None:
         inflight: dict[Any, list[str]] = {}
         try:
-            self._drive(chunks, inflight, context, emit)
+            self._drive(inflight, emit)
         finally:
             for future in inflight:
                 future.cancel()
 
-    def _drive(self, chunks: Iterator[list[str]], inflight: dict[Any, list[str]],
-               context: _Context, emit: Callable[[ScanEvent], None]) -> None:
-        window = 2 * self.executor.workers
-        exhausted = False
+    def _drive(self, inflight: dict[Any, list[str]], emit: Callable[[ScanEvent], None]) -> None:
+        """Submit the best known symbols, wait for news, emit what completed; until done.
+
+        A failure of the plan (the source could not be read) ends the scan with it.
+        """
+        window, sizes = 2 * self.executor.workers, self._chunk_sizes()
+        size = next(sizes)
         while not self._stopped:
-            while not (self._paused or exhausted) and len(inflight) < window:
-                chunk = next(chunks, None)
-                if chunk is None:
-                    exhausted = True
+            if self._plan.error is not None:
+                raise self._plan.error
+            while not self._paused and len(inflight) < window:
+                chunk = self._plan.take(size)
+                if not chunk:
                     break
                 future = self.executor.submit(chunk)
                 inflight[future] = chunk
                 future.add_done_callback(self._wake.put)
-            if exhausted and not inflight:
+                size = next(sizes)
+            if not inflight and self._plan.finished:
                 return
             item = self._wake.get()
             if item is _WAKE or item not in inflight:
                 continue
             chunk = inflight.pop(item)
             if not item.cancelled():
-                self._emit_chunk(context, _outcomes(item, chunk), emit)
+                self._emit_chunk(_outcomes(item, chunk), emit)
 
-    def _emit_chunk(self, context: _Context, outcomes: list,
-                    emit: Callable[[ScanEvent], None]) -> None:
+    def _emit_chunk(self, outcomes: list, emit: Callable[[ScanEvent], None]) -> None:
         with self._emit_lock, self._around_chunk():
             for symbol, ok, row in outcomes:
                 if self._stopped:
                     return
                 self.processed += 1
-                event = self._event(context, symbol, ok, row)
+                event = self._event(symbol, ok, row)
                 if event is not None:
                     emit(event)
 
-    def _event(self, context: _Context, symbol: str, ok: bool, row: dict) -> ScanEvent | None:
+    def _event(self, symbol: str, ok: bool, row: dict) -> ScanEvent | None:
         """Return the event of one outcome, or None if the filter drops it.
 
         A result that ``check_result`` refuses becomes this symbol's ``error``, whose
@@ -286,7 +292,7 @@ class Scanner:
         value), so no result leaves the scanner that the message contract would refuse.
         """
         if ok:
-            data = self._result_data(context, symbol, row)
+            data = self._result_data(symbol, row)
             try:
                 if self.check_result is not None:
                     self.check_result(data)
@@ -301,18 +307,17 @@ class Scanner:
         if not ok:
             self.errors += 1
             data = SafeData(symbol=symbol)
-            data.update(context.fields(symbol))
+            data.update(self._plan.fields(symbol))
             data.update(row)
         data["total_processed"] = self.processed
         data["total_remaining"] = self.total - self.processed
         return ScanEvent("result" if ok else "error", symbol, data)
 
-    @staticmethod
-    def _result_data(context: _Context, symbol: str, row: dict) -> SafeData:
+    def _result_data(self, symbol: str, row: dict) -> SafeData:
         """Assemble a result: the leading fields, the symbol's metadata, the row, the price."""
         data = SafeData(symbol=symbol)
         data.update((key, row.get(key)) for key in _LEADING)
-        data.update(context.fields(symbol))
+        data.update(self._plan.fields(symbol))
         data.update(row)
         data["price"] = row.get("close")
         return data
@@ -334,25 +339,3 @@ def _outcomes(future: Any, chunk: list[str]) -> list:
         message = f"worker failed: {type(exc).__name__}: {exc}"
         return [(symbol, False, {"error": "worker", "message": message}) for symbol in chunk]
 
-
-class _Context:
-    """Per-symbol fields the scanner adds: metadata and priority, looked up by position."""
-
-    def __init__(self, symbols: list[str], columns: dict[str, list]) -> None:
-        self.symbols = symbols
-        self._columns = columns
-        self._row = {s: i for i, s in enumerate(symbols)}
-
-    @classmethod
-    def from_plan(cls, plan: pd.DataFrame, universe: pd.DataFrame) -> _Context:
-        meta = universe.drop_duplicates("symbol").set_index("symbol").reindex(plan["symbol"])
-        meta = meta[list(_META)].replace([np.inf, -np.inf], np.nan)  # SafeData: finite or None
-        meta = meta.astype(object).where(meta.notna(), None)
-        columns = {name: meta[name].tolist() for name in _META}
-        columns["priority_tier"] = plan["priority_tier"].tolist()
-        columns["batch_number"] = plan["batch_number"].tolist()
-        return cls(plan["symbol"].tolist(), columns)
-
-    def fields(self, symbol: str) -> dict[str, Any]:
-        i = self._row[symbol]
-        return {name: values[i] for name, values in self._columns.items()}

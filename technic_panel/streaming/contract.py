@@ -7,8 +7,11 @@ Every message is one JSON object::
      "metadata": {"timestamp": "2024-01-15T10:30:45.123Z", "scan_id": "scan_123",
                   "seq": 15, "is_final": false}}
 
-``type`` is one of :data:`MESSAGE_TYPES`. Besides the four of the design, ``update``
-carries a later, different result for a symbol already sent; it replaces that row.
+``type`` is one of :data:`MESSAGE_TYPES`. ``update`` carries a later, different result
+for a symbol already sent: it replaces that row, and names the fields that ``changed`` and
+the ``previous_signal``. A live scan's results and updates also carry ``bar_time`` (the
+bar's timestamp) and ``feed_time`` (UTC wall clock, ms, when the feed handed the bar over);
+an ``alert`` says a live symbol entered or left the filter or changed signal class.
 Each field's rule is one ``_Rule(key, expected, test)`` of a table, so
 :func:`validate_message` raises :class:`MessageError` naming the dotted path of the first
 bad field, the rule and the value:
@@ -25,14 +28,22 @@ is :mod:`technic_panel.streaming.jsonsafe`'s part.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import date
 from typing import Any, NamedTuple
 
-from technic_panel.vocabulary import FINAL_STATUSES, MESSAGE_TYPES, PRIORITY_TIERS, SIGNALS
+from technic_panel.vocabulary import (
+    ALERT_RULES,
+    FINAL_STATUSES,
+    MESSAGE_TYPES,
+    PRIORITY_TIERS,
+    SIGNALS,
+)
 
-_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{3})?Z")
+_TIMESTAMP = re.compile(r"(\d{4}-\d{2}-\d{2})T([01]\d|2[0-3]):[0-5]\d:([0-5]\d|6[01])"
+                        r"(\.\d{3})?Z")
 
 
 class MessageError(ValueError):
@@ -62,13 +73,22 @@ def _is_text(value: Any) -> bool:
 
 
 def _is_timestamp(value: Any) -> bool:
-    if not (isinstance(value, str) and _TIMESTAMP.fullmatch(value)):
-        return False
+    match = _TIMESTAMP.fullmatch(value) if isinstance(value, str) else None
+    return match is not None and _is_date(match[1])
+
+
+@functools.lru_cache(maxsize=1024)
+def _is_date(text: str) -> bool:
+    """Whether ``text`` (YYYY-MM-DD) is a calendar date; cached: a stream repeats its days."""
     try:
-        datetime.strptime(value[:19], "%Y-%m-%dT%H:%M:%S")
+        date.fromisoformat(text)
     except ValueError:
         return False
     return True
+
+
+def _is_names(value: Any) -> bool:
+    return isinstance(value, list) and all(_is_text(name) for name in value)
 
 
 def _choice(key: str, choices: tuple[str, ...], required: bool = True) -> _Rule:
@@ -92,19 +112,35 @@ _METADATA_RULES = (
     _Rule("timestamp", "an ISO-8601 UTC time like 2024-01-15T10:30:45.123Z", _is_timestamp),
     _Rule("is_final", "a boolean", lambda value: isinstance(value, bool)),
 )
+_SYMBOL_RULE = _Rule("symbol", "a non-empty string", _is_text)
+_RATING_RULE = _Rule("tech_rating", "a number in [0, 100]", lambda value: _is_number(value, 0, 100))
+_BAR_TIME_RULE = _Rule("bar_time", "an ISO-8601 UTC time like 2024-01-15T10:30:45.123Z",
+                       _is_timestamp)
+_LIVE_RULES = (
+    _Rule("bar_time", _BAR_TIME_RULE.expected, _is_timestamp, required=False),
+    _count("feed_time", required=False),
+    _Rule("in_filter", "a boolean", lambda value: isinstance(value, bool), required=False),
+    _Rule("changed", "a list of field names", _is_names, required=False),
+    _choice("previous_signal", SIGNALS, required=False),
+)
+LIVE_KEYS = frozenset(rule.key for rule in _LIVE_RULES)
+"""Result keys a live scan adds; the typical result's fast check leaves them to the rules."""
 _RESULT_RULES = (
-    _Rule("symbol", "a non-empty string", _is_text),
+    _SYMBOL_RULE,
     _choice("signal", SIGNALS),
-    _Rule("tech_rating", "a number in [0, 100]", lambda value: _is_number(value, 0, 100)),
+    _RATING_RULE,
     _Rule("alpha_score", "a number in [0, 1]", lambda value: _is_number(value, 0, 1)),
     _choice("priority_tier", PRIORITY_TIERS, required=False),
     _count("position", required=False),
     _count("total_processed", required=False),
     _count("total_remaining", required=False),
+    *_LIVE_RULES,
 )
 _DATA_RULES = {
     "result": _RESULT_RULES,
     "update": _RESULT_RULES,
+    "alert": (_SYMBOL_RULE, _choice("rule", ALERT_RULES), _choice("signal", SIGNALS),
+              _choice("previous_signal", SIGNALS), _RATING_RULE, _BAR_TIME_RULE),
     "progress": (_count("processed"), _count("total")),
     "error": (_Rule("message", "a string", lambda value: isinstance(value, str)),),
     "final": (
@@ -145,6 +181,8 @@ def validate_data(type_: str, data: Any, path: str = "message.data") -> None:
         Naming ``path`` plus the bad field, the rule and the value.
     """
     if type_ in _RESULT_TYPES and type(data) is dict and _plainly_valid_result(data):
+        if not LIVE_KEYS.isdisjoint(data):
+            _check_fields(data, _LIVE_RULES, path)
         return
     check_type(type_)
     if not isinstance(data, Mapping):
@@ -203,13 +241,23 @@ def validate_message(msg: Mapping) -> dict:
     return msg if isinstance(msg, dict) else dict(msg)
 
 
-BOOKKEEPING_KEYS = frozenset({"position", "total_processed", "total_remaining"})
-"""Result keys ignored when deciding whether a repeated result is a change."""
+BOOKKEEPING_KEYS = frozenset({"position", "total_processed", "total_remaining", "bar_time",
+                              "feed_time", "changed", "previous_signal"})
+"""Result keys ignored when deciding whether a repeated result is a change: where the scan
+or the feed stood, and what an update says about the row before it."""
 
 
-def same_result(previous: dict, content: dict) -> bool:
-    """Whether two results of a symbol agree on everything but :data:`BOOKKEEPING_KEYS`."""
-    def strip(row: dict) -> dict:
-        return {name: value for name, value in row.items() if name not in BOOKKEEPING_KEYS}
+def changed_fields(previous: Mapping, content: Mapping) -> list[str]:
+    """Return the fields two results of a symbol differ in, :data:`BOOKKEEPING_KEYS` aside.
 
-    return strip(previous) == strip(content)
+    In ``content``'s order, then those only ``previous`` has; ``[]`` means the same row.
+    """
+    get = previous.get
+    changed = [name for name, value in content.items() if get(name, _ABSENT) != value]
+    changed.extend(name for name in previous if name not in content)
+    if BOOKKEEPING_KEYS.isdisjoint(changed):
+        return changed
+    return [name for name in changed if name not in BOOKKEEPING_KEYS]
+
+
+_ABSENT = object()

@@ -2,11 +2,13 @@
 
 Each :meth:`StreamManager.start_stream` validates the settings, then runs the
 scan in its own thread (``technic-scan-<id>``, a
-:class:`~technic_panel.streaming.run.ScanRun`) into a fresh
-:class:`~technic_panel.streaming.streamer.ResultStreamer`: results, errors, a
-``progress`` message at most every ``progress_interval`` seconds, and exactly
-one ``final``. Early-termination criteria are checked on every result and by
-their timer; :meth:`stop_stream` is the manual one.
+:class:`~technic_panel.streaming.run.ScanRun`, or for ``live=True`` a
+:class:`~technic_panel.live.scan.LiveScan`) into a fresh
+:class:`~technic_panel.streaming.streamer.ResultStreamer` (compacting by symbol for a
+live scan): results, errors, a ``progress`` message at most every
+``progress_interval`` seconds, and exactly one ``final``. Early-termination
+criteria are checked on every result and by their timer; :meth:`stop_stream` is
+the manual one.
 
 Clean-up: a scan that is finished and unwatched (no open subscription) is
 removed ``inactivity_timeout`` seconds after it ended, however often it is
@@ -35,7 +37,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from technic_panel.config import ScanConfig, source_for
+from technic_panel.config import ScanConfig, source_for, strategy_for
 from technic_panel.data import DataSource
 from technic_panel.engine.scoring import Strategy
 from technic_panel.policy import ServerPolicy
@@ -121,7 +123,8 @@ class StreamManager:
         config
             The scan's settings.
         strategy
-            Scoring rules (default :class:`~technic_panel.engine.scoring.Strategy`).
+            Scoring rules; by default those of ``config``'s strategy settings
+            (:func:`~technic_panel.config.strategy_for`).
         policy
             The server's policy, for scans a remote client asks for (None: no limits).
         owner
@@ -136,20 +139,21 @@ class StreamManager:
         """
         config = (config.validate(policy) if isinstance(config, ScanConfig)
                   else ScanConfig.from_mapping(config, policy))
-        strategy = (strategy or Strategy()).validate()
+        strategy = (strategy or strategy_for(config)).validate()
         with self._lock:
             self._sweep()
             self._make_room()
             scan_id = f"scan_{secrets.token_hex(16)}"
             now = self._clock()
             record = ScanRecord(scan_id, config,
-                                ResultStreamer(scan_id, **self._streamer_options),
+                                ResultStreamer(scan_id, compact=config.live,
+                                               **self._streamer_options),
                                 EarlyTerminationCriteria.from_config(config), now, now,
                                 owner=owner, policy=policy)
-            run = ScanRun(record, strategy, source=self._source,
-                          previous_ratings=self._ratings_for(config),
-                          progress_interval=self.progress_interval, lock=self._lock,
-                          end=self._end)
+            run = _run_class(config)(record, strategy, source=self._source,
+                                     previous_ratings=self._ratings_for(config),
+                                     progress_interval=self.progress_interval, lock=self._lock,
+                                     end=self._end)
             record.thread = threading.Thread(target=run, name=f"technic-scan-{scan_id}",
                                              daemon=True)
             self._scans[scan_id] = record
@@ -335,6 +339,15 @@ class StreamManager:
                 if not self._scans:
                     self._janitor = None
                     return
+
+
+def _run_class(config: ScanConfig) -> type[ScanRun]:
+    """Return the thread body of ``config``'s scan: a LiveScan for a live one."""
+    if config.live:
+        from technic_panel.live.scan import LiveScan
+
+        return LiveScan
+    return ScanRun
 
 
 def _visible(record: ScanRecord, owner: str | None) -> bool:

@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from technic_panel.config import ScanConfig
 from technic_panel.data import DataSource
@@ -46,6 +46,32 @@ SourceFactory = Callable[[ScanConfig, "ServerPolicy | None"], DataSource]
 """Builds the data source of a scan from its settings and the server's policy."""
 
 
+class ScanWork(Protocol):
+    """What a scan's record holds while it runs: the Scanner, then a live scan's rows."""
+
+    processed: int
+    results: int
+    errors: int
+    filtered: int
+
+    @property
+    def total(self) -> int:
+        """Symbols the scan processes."""
+        ...
+
+    def stop(self) -> None:
+        """End the work soon; safe from any thread, and twice."""
+        ...
+
+    def pause(self) -> None:
+        """Submit or send nothing new until :meth:`resume`."""
+        ...
+
+    def resume(self) -> None:
+        """Undo :meth:`pause`."""
+        ...
+
+
 @dataclass(eq=False)
 class ScanRecord:
     """One scan's state; ``status`` is ``running`` until its ``final`` gives the outcome."""
@@ -66,7 +92,9 @@ class ScanRecord:
     released: bool = False
     ended_at: float | None = None
     summary: dict[str, Any] = field(default_factory=dict)
-    scanner: Scanner | None = None
+    scanner: ScanWork | None = None
+    live_stats: Callable[[], dict[str, Any]] | None = None
+    """A live scan's figures (bars, latency, ...), added to every progress once it is live."""
     ended_progress: dict[str, Any] | None = None
     thread: threading.Thread = field(init=False, repr=False)
     """The scan's thread, set before it starts."""
@@ -98,6 +126,7 @@ class ScanRecord:
         total = scanner.total if scanner else 0
         elapsed = time.perf_counter() - self.started_perf
         rate, eta = measure_pace(processed, total, elapsed)
+        live = self.live_stats() if self.live_stats is not None else {}
         return {
             "processed": processed, "total": total,
             "results": scanner.results if scanner else 0,
@@ -105,7 +134,7 @@ class ScanRecord:
             "filtered": scanner.filtered if scanner else 0,
             "signals": dict(self.signals), "quality_signals": self.criteria.quality_count,
             "rate": round(rate, 1), "elapsed": round(elapsed, 3),
-            "eta": None if eta is None else round(eta, 3),
+            "eta": None if eta is None else round(eta, 3), **live,
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -168,6 +197,7 @@ class ScanRun:
                     scanner.pause()
             summary = scanner.run(lambda event: self._on_event(scanner, event),
                                   around_chunk=record.streamer.holding)
+            self._after_scan(scanner)
         except Exception as exc:  # noqa: BLE001 - a failed scan ends with an error and a final
             log.warning("scan %s failed: %s", record.scan_id, exc, exc_info=True)
             record.error = f"{type(exc).__name__}: {exc}"
@@ -175,6 +205,9 @@ class ScanRun:
         finally:
             record.criteria.cancel()
             self._finish(summary)
+
+    def _after_scan(self, scanner: Scanner) -> None:
+        """Run what follows the scan's pass (a live scan's bars); nothing here."""
 
     def _scanner(self) -> Scanner:
         config, policy = self.record.config, self.record.policy

@@ -15,8 +15,9 @@ added; :func:`~technic_panel.streaming.jsonsafe.envelope` builds its metadata. D
 JSON-safe and validated first, so invalid data raises ``MessageError`` and takes no seq.
 
 **Dedup.** A symbol's first result is a ``result``; a later one whose content differs
-(the contract's ``BOOKKEEPING_KEYS`` aside) is an ``update`` of that row; an identical one
-is dropped and takes no seq. The last content per symbol is kept: memory grows with the universe.
+(the contract's ``BOOKKEEPING_KEYS`` aside) is an ``update`` of that row, naming the fields
+that ``changed`` and the ``previous_signal``; an identical one is dropped and takes no seq.
+The last content per symbol is kept: memory grows with the universe, not with time.
 
 **Batching.** Publishing (making messages visible) is throttled, not delayed: a message
 added when the last publish is ``flush_interval`` or more ago goes out at once, so a
@@ -35,17 +36,17 @@ publishes them first, and a waiting reader sleeps no longer than the deadline (t
 message held back wakes it to learn the deadline; with nothing held it waits untimed).
 Nothing outlives the streamer.
 
-**Replay and retention.** Published messages go into one shared log, a deque of at most
-``max_retained``; the oldest are evicted first. Nothing follows the ``final``, so it is
-always kept. Subscribers are cursors into the log (the last seq each received), not
-queues: a slow or vanished subscriber holds nothing and blocks no one, and memory stays
-bounded by ``max_retained``. Joining late, or again with ``since=seq``, gives every message
-after ``seq`` exactly once, in order. A cursor behind the window first gets one *local*
-``error``, ``data = {"code": "behind_window", "message": ..., "resume_from":
-first_retained_seq}``, with ``metadata.local = True`` and ``metadata.seq =
-first_retained_seq - 1``: the newest seq it missed, so its seqs still increase and a
-reconnect from it resumes right. Built per reader, it never enters the log, so no one
-else's numbering changes. Then the cursor continues from ``first_retained_seq``.
+**Replay and retention.** Published messages go into one shared
+:class:`~technic_panel.streaming.retention.RetainedLog` of at most ``max_retained``, oldest
+evicted first; the ``final``, which nothing follows, is always kept. Subscribers are
+cursors into it (the last seq each received), not queues: a slow or vanished subscriber
+holds nothing and blocks no one, and memory stays bounded. Joining late, or again with
+``since=seq``, gives every message after ``seq`` exactly once, in order. A cursor behind
+the window first gets one *local* ``behind_window`` error (seq ``first_retained_seq - 1``,
+``data.resume_from = first_retained_seq``), built per reader, so its seqs still rise and
+no one else's numbering changes; a ``compact`` stream (a live scan's) gives it instead the
+log compacted by symbol: one row per symbol, then the window (see
+:mod:`~technic_panel.streaming.retention`).
 
 **Waking.** Blocking readers wait on the streamer's :class:`threading.Condition`; an
 ``async for`` waits on an asyncio future that publishing resolves with
@@ -67,12 +68,12 @@ import math
 import threading
 import time
 import weakref
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from technic_panel.streaming.contract import same_result
-from technic_panel.streaming.jsonsafe import checked_content, envelope, make_message
+from technic_panel.streaming.contract import changed_fields
+from technic_panel.streaming.jsonsafe import checked_content, envelope
+from technic_panel.streaming.retention import RetainedLog
 from technic_panel.streaming.subscription import (
     Cursor,
     StreamEnded,
@@ -110,6 +111,8 @@ class ResultStreamer:
         Keep at most this many published messages for replay (>= 1).
     clock : callable
         Monotonic seconds for the flush deadline; tests inject a fake one.
+    compact : bool
+        Give readers behind the window the log compacted by symbol, not ``behind_window``.
     """
 
     DEFAULT_FLUSH_INTERVAL = 0.001
@@ -123,6 +126,7 @@ class ResultStreamer:
         flush_interval: float = DEFAULT_FLUSH_INTERVAL,
         max_retained: int = 100_000,
         clock: Callable[[], float] = time.monotonic,
+        compact: bool = False,
     ) -> None:
         owner = "ResultStreamer"
         require(owner, "scan_id", scan_id, "a non-empty string",
@@ -141,12 +145,11 @@ class ResultStreamer:
         self._clock = clock
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
-        self._log: deque[dict] = deque(maxlen=max_retained)
+        self._log = RetainedLog(scan_id, max_retained, compact=compact)
         self._pending: list[dict] = []
         self._holds = 0
         self._last_publish = -math.inf
         self._next_seq = 1
-        self._last_seq = 0
         self._final_seq: int | None = None
         self._closed = False
         self._sent: dict[str, dict] = {}
@@ -156,7 +159,7 @@ class ResultStreamer:
     def __repr__(self) -> str:
         with self._lock:
             return (
-                f"<ResultStreamer scan_id={self.scan_id!r} last_seq={self._last_seq} "
+                f"<ResultStreamer scan_id={self.scan_id!r} last_seq={self._log.last_seq} "
                 f"pending={len(self._pending)} subscribers={len(self._subscribers)} "
                 f"finished={self._final_seq is not None} closed={self._closed}>"
             )
@@ -166,14 +169,14 @@ class ResultStreamer:
         """The highest published seq (0 before anything is published)."""
         with self._lock:
             self._flush_if_due_locked()
-            return self._last_seq
+            return self._log.last_seq
 
     @property
     def first_retained_seq(self) -> int:
         """The oldest seq still retained for replay (``last_seq + 1`` while the log is empty)."""
         with self._lock:
             self._flush_if_due_locked()
-            return self._last_seq - len(self._log) + 1
+            return self._log.first_seq
 
     @property
     def finished(self) -> bool:
@@ -196,7 +199,8 @@ class ResultStreamer:
     def add_result(self, data: Mapping) -> int | None:
         """Add one symbol's result; return its seq, or ``None`` if it repeats the last one.
 
-        The first result of a symbol becomes a ``result``, a changed one an ``update``.
+        The first result of a symbol becomes a ``result``, a changed one an ``update``
+        that also names the fields that ``changed`` and the ``previous_signal``.
 
         Raises
         ------
@@ -209,16 +213,24 @@ class ResultStreamer:
         with self._lock:
             self._check_open_locked()
             previous = self._sent.get(content["symbol"])
-            if previous is not None and same_result(previous, content):
-                return None
-            type_ = "result" if previous is None else "update"
-            seq = self._append_locked(type_, content, urgent=content.get("priority_tier") == "high")
+            body = content
+            if previous is not None:
+                changed = changed_fields(previous, content)
+                if not changed:
+                    return None
+                body = {**content, "changed": changed, "previous_signal": previous["signal"]}
+            seq = self._append_locked("result" if previous is None else "update", body,
+                                      urgent=content.get("priority_tier") == "high")
             self._sent[content["symbol"]] = content
             return seq
 
     def add_error(self, data: Mapping) -> int:
         """Add an ``error`` message (``data.message`` says what failed); return its seq."""
         return self._add("error", data)
+
+    def add_alert(self, data: Mapping) -> int:
+        """Add an ``alert`` message (a live symbol's ``rule`` fired); return its seq."""
+        return self._add("alert", data)
 
     def add_progress(self, data: Mapping) -> int:
         """Add a ``progress`` message (``data.processed`` of ``data.total``); return its seq."""
@@ -325,8 +337,9 @@ class ResultStreamer:
 
     def _check_cursor_locked(self, name: str, value: Any) -> None:
         self._flush_if_due_locked()
-        require("ResultStreamer", name, value, f"an integer in [0, last_seq={self._last_seq}]",
-                is_int_at_least(value, 0) and value <= self._last_seq)
+        last_seq = self._log.last_seq
+        require("ResultStreamer", name, value, f"an integer in [0, last_seq={last_seq}]",
+                is_int_at_least(value, 0) and value <= last_seq)
 
     def _append_locked(self, type_: str, content: dict, *, urgent: bool = False) -> int:
         seq = self._next_seq
@@ -354,7 +367,6 @@ class ResultStreamer:
         if not self._pending:
             return
         self._log.extend(self._pending)
-        self._last_seq = self._pending[-1]["metadata"]["seq"]
         self._pending.clear()
         self._last_publish = self._clock()
         self._wake_locked()
@@ -369,13 +381,7 @@ class ResultStreamer:
         self._waiters.clear()
 
     def _read_locked(self, cursor: int, limit: int | None) -> list[dict]:
-        if cursor >= self._last_seq:
-            return []
-        first = self._last_seq - len(self._log) + 1
-        if cursor < first - 1:
-            return [self._behind_window(cursor, first)]
-        stop = self._last_seq if limit is None else min(self._last_seq, cursor + limit)
-        return [self._log[seq - first] for seq in range(cursor + 1, stop + 1)]
+        return self._log.read(cursor, limit)
 
     def _read_for(self, cursor: Cursor, limit: int | None,
                   timeout: float | None) -> list[dict]:
@@ -434,11 +440,3 @@ class ResultStreamer:
 
     def _ended_error(self, cursor: Cursor) -> StreamEnded:
         return StreamEnded(f"subscription to scan {self.scan_id!r} has ended at seq {cursor.seq}")
-
-    def _behind_window(self, cursor: int, first: int) -> dict:
-        text = (f"messages {cursor + 1} to {first - 1} of scan {self.scan_id!r} are no longer "
-                f"retained; resuming from {first}")
-        data = {"code": "behind_window", "message": text, "resume_from": first}
-        msg = make_message("error", data, scan_id=self.scan_id, seq=first - 1)
-        msg["metadata"]["local"] = True
-        return msg

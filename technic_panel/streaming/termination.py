@@ -12,6 +12,10 @@ Four criteria, named by the reason each gives in the ``final`` message:
 
 The first criterion to fire wins; later ones are ignored. Checks are cheap and
 thread-safe; the timer is the only thread, and :meth:`cancel` ends it.
+
+A live scan (``live=True``) keeps going after its first pass, so ``max_signals`` and
+``max_fraction`` end that pass only: they are recorded as ``initial_reason`` and leave
+``reason`` to what ends the scan (``timeout``, ``manual``, ``inactive``).
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ class EarlyTerminationCriteria:
 
     def __init__(self, *, max_signals: int | None = None,
                  quality_signals: Iterable[str] = ("STRONG_BUY",), min_rating: float = 0.0,
-                 max_fraction: float | None = None, timeout: float | None = None) -> None:
+                 max_fraction: float | None = None, timeout: float | None = None,
+                 live: bool = False) -> None:
         owner = "EarlyTerminationCriteria"
         self.quality_signals = frozenset(quality_signals)
         unknown = sorted(self.quality_signals - set(SIGNALS))
@@ -50,8 +55,10 @@ class EarlyTerminationCriteria:
                 timeout is None or (math.isfinite(timeout) and timeout > 0))
         self.max_signals, self.min_rating = max_signals, min_rating
         self.max_fraction, self.timeout = max_fraction, timeout
+        self.live = live
         self.quality_count = 0
         self.reason: str | None = None
+        self.initial_reason: str | None = None
         self._lock = threading.Lock()
         self._timer: threading.Timer | None = None
 
@@ -65,7 +72,7 @@ class EarlyTerminationCriteria:
         """Build the criteria from a :class:`~technic_panel.config.ScanConfig`."""
         return cls(max_signals=config.max_signals, quality_signals=config.quality_signals,
                    min_rating=config.min_rating, max_fraction=config.max_fraction,
-                   timeout=config.timeout)
+                   timeout=config.timeout, live=config.live)
 
     def is_quality(self, result: Mapping) -> bool:
         """Whether ``result`` counts towards ``max_signals``."""
@@ -78,16 +85,26 @@ class EarlyTerminationCriteria:
             with self._lock:
                 self.quality_count += 1
                 enough = self.max_signals is not None and self.quality_count >= self.max_signals
-            if enough and self.fire("max_signals"):
+            if enough and self._end_pass("max_signals"):
                 return "max_signals"
         return self.observe_progress(processed, total)
 
     def observe_progress(self, processed: int, total: int) -> str | None:
         """Check the fraction processed; return ``"max_fraction"`` if it fires now."""
         if (self.max_fraction is not None and total > 0
-                and processed >= self.max_fraction * total and self.fire("max_fraction")):
+                and processed >= self.max_fraction * total and self._end_pass("max_fraction")):
             return "max_fraction"
         return None
+
+    def _end_pass(self, reason: str) -> bool:
+        """Fire ``reason`` (a live scan: record it as the first pass's); return if it won."""
+        if not self.live:
+            return self.fire(reason)
+        with self._lock:
+            if self.reason is not None or self.initial_reason is not None:
+                return False
+            self.initial_reason = reason
+            return True
 
     def fire(self, reason: str) -> bool:
         """Record ``reason`` unless another already fired; return whether this one won."""

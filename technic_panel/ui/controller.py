@@ -1,8 +1,11 @@
 """ScanController: one dashboard's scan, from the manager's thread to a ColumnDataSource.
 
 A :class:`ScanController` *is* a :class:`~technic_panel.config.ScanConfig` (every scan
-setting is one of its Parameters, named as the CLI flags, the API body and the URL) plus
-the scoring ``strategy``, the ``update_period`` and read-only outputs (``status``, ...).
+setting is one of its Parameters, the strategy's weights and thresholds included, named as
+the CLI flags, the API body and the URL) plus the ``update_period`` and read-only outputs
+(``status``, ...). Changing a strategy setting re-scores the rows already received at once,
+from their own indicator values (:mod:`~technic_panel.ui.rescoring`), and the rows still
+arriving from the scan, which runs with the settings it started with.
 
 Mechanics: :meth:`~ScanController.start` has a
 :class:`~technic_panel.streaming.manager.StreamManager` run the scan in the manager's thread and
@@ -10,8 +13,10 @@ subscribes to it. One periodic callback per controller
 (``pn.state.add_periodic_callback(self._drain, period=update_period)``) runs on the
 document's thread: it reads what has arrived with the non-blocking
 ``Subscription.get_batch(timeout=0)``, streams new rows into :attr:`~ScanController.cds`,
-patches rows that an ``update`` changed and sets the outputs. The ``final`` message, a stop
-or a destroyed browser session removes the callback and closes the subscription.
+patches rows that an ``update`` changed, streams failed symbols into
+:attr:`~ScanController.error_rows` and sets the outputs. The ``final`` message, a stop or a
+destroyed browser session removes the callback and closes the subscription. The outputs are
+computed in :mod:`~technic_panel.ui.outputs` (the rate and ETA stand still while paused).
 :meth:`~ScanController.run` reads the same stream synchronously (scripts, notebooks).
 
 A document may be changed from more than one thread: in JupyterLab (``commsOverSubshells``)
@@ -33,13 +38,15 @@ import panel as pn
 import param
 from bokeh.models import ColumnDataSource
 
-from technic_panel.config import ScanConfig
-from technic_panel.engine.scoring import Strategy
+from technic_panel.config import ScanConfig, strategy_for
+from technic_panel.engine.scoring import STRATEGY_SETTINGS, Scorer, StrategyError
 from technic_panel.policy import ServerPolicy
 from technic_panel.streaming.manager import StreamManager, default_manager
 from technic_panel.streaming.streamer import StreamEnded, Subscription
-from technic_panel.streaming.tally import ScanTally, measure_pace
-from technic_panel.ui.table import TABLE_COLUMNS, ResultsTable, columns
+from technic_panel.streaming.tally import ScanTally
+from technic_panel.ui.outputs import PauseClock, counters, failures, outcome, row_dates
+from technic_panel.ui.rescoring import rescore_message, rescore_rows
+from technic_panel.ui.table import TABLE_COLUMNS, ResultsTable, columns, error_columns
 from technic_panel.vocabulary import ACTIVE_STATUSES, SIGNALS, VIEW_STATUSES
 
 FIRST_DRAIN_MS = 25
@@ -70,7 +77,7 @@ class ScanController(ScanConfig):
     """Run or watch one scan and stream its results into a ColumnDataSource.
 
     Every :class:`~technic_panel.config.ScanConfig` setting is a Parameter here, plus
-    ``update_period`` and ``strategy``; outputs are read-only (``constant``) Parameters.
+    ``update_period``; outputs are read-only (``constant``) Parameters.
 
     Served, call its methods on the document's thread (Panel callbacks run there). In a
     notebook they may run on several kernel threads: each holds :attr:`document_lock` while
@@ -98,8 +105,6 @@ class ScanController(ScanConfig):
 
     update_period = param.Integer(default=100, bounds=(20, 5000),
                                   doc="Milliseconds between two updates of the table.")
-    strategy = param.ClassSelector(class_=Strategy, default=Strategy(), instantiate=True,
-                                   doc="Weights and thresholds that turn indicators into scores.")
 
     status = param.Selector(default="idle", objects=list(STATUSES), constant=True,
                             doc="idle, running, paused, stopping, finished or failed.")
@@ -128,6 +133,10 @@ class ScanController(ScanConfig):
     strong_buys = param.List(default=[], item_type=str, constant=True,
                              doc="Symbols that became STRONG_BUY in the latest update.")
     last_seq = param.Integer(default=0, constant=True, doc="Seq of the last message applied.")
+    rescored = param.Integer(default=0, constant=True,
+                             doc="How often the rows received were re-scored (a strategy change).")
+    strategy_error = param.String(default=None, allow_None=True, constant=True,
+                                  doc="Why the strategy settings cannot score (None: they can).")
 
     def __init__(self, manager: StreamManager | None = None, *,
                  policy: ServerPolicy | None = None, owner: str | None = None,
@@ -152,6 +161,11 @@ class ScanController(ScanConfig):
         """The results table: one row per symbol, updated on the document's thread."""
         self.timeline = ColumnDataSource(data={"elapsed": [], "processed": []})
         """Symbols processed over time: one point per update."""
+        self.error_rows = ColumnDataSource(data=error_columns([]))
+        """The symbols that failed: symbol, what failed (``error``) and the ``message``."""
+        self._pauses = PauseClock()
+        self._dates: dict[str, str] = {}
+        self._scorer: Scorer | None = None
 
     @property
     def manager(self) -> StreamManager:
@@ -195,8 +209,9 @@ class ScanController(ScanConfig):
     def watch(self, scan_id: str) -> None:
         """Show a scan already running in the manager (started by the API, a script, ...).
 
-        Every message of it so far is replayed, then it streams live. Stop it here and it
-        stops for everyone; a scan started here before keeps running (watch it again).
+        Every message of it so far is replayed, then it streams live. The settings take the
+        scan's values, so the sidebar shows what it runs with. Stop it here and it stops for
+        everyone; a scan started here before keeps running (watch it again).
 
         Raises
         ------
@@ -209,8 +224,11 @@ class ScanController(ScanConfig):
         subscription = self.manager.subscribe(scan_id, owner=self.owner)
         self._detach()
         self.scan_config = record.config
+        self.param.update(record.config.to_dict())
         self._reset(scan_id, "paused" if record.paused else "running", owned=False)
         self._tally = ScanTally(elapsed=record.progress()["elapsed"])
+        if record.paused:
+            self._pauses.pause()
         self._subscription = subscription
         self._begin_drain()
 
@@ -231,6 +249,7 @@ class ScanController(ScanConfig):
         if self.status != "running":
             return
         self.manager.pause_stream(self.scan_id)
+        self._pauses.pause()
         self._set(status="paused")
 
     @_serialized
@@ -239,6 +258,7 @@ class ScanController(ScanConfig):
         if self.status != "paused":
             return
         self.manager.resume_stream(self.scan_id)
+        self._pauses.resume()
         self._set(status="running")
 
     def run(self) -> pd.DataFrame:
@@ -269,6 +289,17 @@ class ScanController(ScanConfig):
             self._detach()
         return self.results
 
+    def row(self, symbol: str) -> dict[str, Any]:
+        """Return ``symbol``'s latest result (empty if none has arrived)."""
+        return dict(self._tally.rows.get(symbol, {}))
+
+    def result_dates(self, symbols: Any) -> list[str]:
+        """Return the day (UTC, ``YYYY-MM-DD``) each symbol's row is as of.
+
+        A live row's bar date (``bar_time``), else the day its result was computed.
+        """
+        return [self._dates.get(symbol, "") for symbol in symbols]
+
     def active_scans(self) -> list[dict[str, Any]]:
         """Return the manager's running scans other than this one's, newest first."""
         return [scan for scan in self.manager.list(self.owner)
@@ -279,11 +310,8 @@ class ScanController(ScanConfig):
     def _launch(self) -> Subscription:
         """Start the scan in the manager and subscribe to it (nothing scheduled yet)."""
         config = self.config
-        strategy = Strategy(**{name: value for name, value in self.strategy.param.values().items()
-                               if name != "name"})
         previous = self.scan_id if self._owned else None
-        scan_id = self.manager.start_stream(config, strategy=strategy, policy=self.policy,
-                                            owner=self.owner)
+        scan_id = self.manager.start_stream(config, policy=self.policy, owner=self.owner)
         if previous:
             self.manager.release(previous)
         self._detach()
@@ -295,8 +323,10 @@ class ScanController(ScanConfig):
     def _reset(self, scan_id: str, status: str, *, owned: bool) -> None:
         self._tally, self._table = ScanTally(), ResultsTable()
         self._owned = owned
+        self._pauses, self._dates, self._scorer = PauseClock(), {}, None
         self.cds.selected.indices = []
         self.cds.data = columns([])
+        self.error_rows.data = error_columns([])
         self.timeline.data = {"elapsed": [], "processed": []}
         defaults = {name: self.param[name].default for name in (
             "processed", "total", "rows", "rate", "eta", "elapsed", "signal_counts",
@@ -315,6 +345,21 @@ class ScanController(ScanConfig):
         doc = pn.state.curdoc
         if doc is not None and doc.session_context is not None:
             doc.add_timeout_callback(self._drain, FIRST_DRAIN_MS)
+
+    @param.depends(*STRATEGY_SETTINGS, watch=True)
+    @_serialized
+    def _rescore(self) -> None:
+        """Re-score the rows received, and from now on those arriving, with the new settings."""
+        try:
+            scorer = strategy_for(self).scorer()
+        except StrategyError as exc:
+            self._set(strategy_error=str(exc))
+            return
+        self._scorer = scorer
+        rescore_rows(self._tally, scorer)
+        self._table.replace(self.cds, self._tally.rows)
+        self._set(**counters(self._tally, self._pauses.seconds()), strategy_error=None,
+                  rescored=self.rescored + 1)
 
     @param.depends("update_period", watch=True)
     def _follow_update_period(self) -> None:
@@ -367,32 +412,21 @@ class ScanController(ScanConfig):
         if not messages:
             return
         tally, strong = self._tally, []
+        if self._scorer is not None:
+            messages = [rescore_message(message, self._scorer) for message in messages]
+        self._dates.update(row_dates(messages))
         for change in tally.add_all(messages):
             self._table.note(change)
             if change.became("STRONG_BUY"):
                 strong.append(change.symbol)
         self._table.flush(self.cds, tally.rows)
-        values = {**self._counters(), "errors": tally.errors, "strong_buys": strong,
-                  "last_seq": tally.last_seq}
+        failed = failures(messages)
+        if failed:
+            self.error_rows.stream(error_columns(failed))
+        values = {**counters(tally, self._pauses.seconds()), "errors": tally.errors,
+                  "strong_buys": strong, "last_seq": tally.last_seq}
         if tally.final is not None:
-            values.update(self._outcome(tally.final))
+            values.update(outcome(tally.final))
         if tally.processed != self.processed or tally.final is not None:
             self.timeline.stream({"elapsed": [values["elapsed"]], "processed": [tally.processed]})
         self._set(**values)
-
-    def _counters(self) -> dict[str, Any]:
-        tally = self._tally
-        elapsed = tally.elapsed()
-        rate, eta = measure_pace(tally.processed, tally.total, elapsed)
-        return {"processed": tally.processed, "total": tally.total, "rows": len(tally.rows),
-                "elapsed": elapsed, "rate": rate, "eta": eta,
-                "signal_counts": tally.signal_counts, "best_symbol": tally.best_symbol,
-                "mean_rating": tally.mean_rating}
-
-    @staticmethod
-    def _outcome(final: dict[str, Any]) -> dict[str, Any]:
-        failed = final["status"] == "failed"
-        return {"status": "failed" if failed else "finished", "outcome": final["status"],
-                "reason": final.get("error") if failed else final.get("reason"),
-                "elapsed": final["elapsed"], "rate": final["rate"], "eta": None,
-                "errors": final["errors"]}

@@ -78,10 +78,15 @@ class NotebookLayout(pn.Row):
         The lock every writer of the document holds (the controller's ``document_lock``).
     **params
         Further :class:`panel.Row` parameters.
+
+    The row wraps (CSS ``flex-wrap``), so its children stack when the cell is too narrow for
+    them side by side. (A :class:`panel.FlexBox` would, but SlickGrid cannot lay out a
+    DataTable in one: "Cannot find stylesheet".)
     """
 
     def __init__(self, *objects: Any, owned: list[Model], lock: Any, **params: Any) -> None:
-        super().__init__(*objects, **params)
+        styles = {"flex-wrap": "wrap", **params.pop("styles", {})}
+        super().__init__(*objects, styles=styles, **params)
         self._owned_ids = frozenset(model.id for model in owned)
         self._lock = lock
 

@@ -3,6 +3,9 @@
 :class:`ResultsTable` remembers where each symbol's row is and what the source has not
 been sent yet, so the controller streams new rows and patches changed ones in one flush,
 on the document's thread (it touches the Bokeh source only in :meth:`ResultsTable.flush`).
+The source holds the columns the table's views show (:data:`TABLE_COLUMNS`), two of them
+derived from the trade plan (:func:`plan_distances`); the full results stay with the
+controller.
 """
 
 from __future__ import annotations
@@ -15,13 +18,21 @@ from bokeh.models import ColumnDataSource
 
 from technic_panel.streaming.tally import RowChange
 
-TABLE_COLUMNS = ("symbol", "sector", "signal", "tech_rating", "alpha_score", "price",
-                 "change_pct", "priority_tier", "entry", "stop", "target")
-"""Columns of :attr:`ScanController.cds`: one row per symbol, in arrival order."""
+TEXT_COLUMNS = ("symbol", "sector", "signal", "side")
+"""Text columns of :attr:`ScanController.cds`."""
 
-NUMBER_COLUMNS = frozenset({"tech_rating", "alpha_score", "price", "change_pct", "entry",
-                            "stop", "target"})
-"""Columns held as float64 arrays: Bokeh sends those as binary buffers, not JSON lists."""
+NUMBER_COLUMNS = ("tech_rating", "alpha_score", "price", "change_pct", "market_cap",
+                  "avg_dollar_volume_20", "rsi_14", "adx_14", "rel_volume", "roc_5", "roc_21",
+                  "atr_pct", "dist_high_52w", "entry", "stop", "target", "reward_risk",
+                  "risk_pct", "reward_pct")
+"""Numeric columns, held as float64 arrays: Bokeh sends those as binary buffers, not JSON lists.
+
+``risk_pct`` and ``reward_pct`` are derived: the stop's and the target's distance from the
+entry, in percent of it (:func:`plan_distances`).
+"""
+
+TABLE_COLUMNS = TEXT_COLUMNS + NUMBER_COLUMNS
+"""Columns of :attr:`ScanController.cds`: one row per symbol, in arrival order."""
 
 
 class ResultsTable:
@@ -32,6 +43,10 @@ class ResultsTable:
         self._new: list[str] = []
         self._changed: set[str] = set()
 
+    def __repr__(self) -> str:
+        return (f"ResultsTable(rows={len(self.index)}, new={len(self._new)}, "
+                f"changed={len(self._changed)})")
+
     def note(self, change: RowChange) -> None:
         """Remember a row to stream (a new symbol) or to patch (one the table shows)."""
         if change.previous is None:
@@ -39,14 +54,24 @@ class ResultsTable:
         elif change.symbol in self.index:
             self._changed.add(change.symbol)
 
+    def replace(self, cds: ColumnDataSource, rows: Mapping[str, dict[str, Any]]) -> None:
+        """Send every row again at once (one event, not a patch per row): after a re-score.
+
+        ``rows`` are in arrival order, as the source (a tally's rows are).
+        """
+        self._new.clear()
+        self._changed.clear()
+        self.index = {symbol: i for i, symbol in enumerate(rows)}
+        cds.data = columns(list(rows.values()))
+
     def flush(self, cds: ColumnDataSource, rows: Mapping[str, dict[str, Any]]) -> None:
         """Patch the rows already shown that changed, then stream the new ones."""
         if self._changed:
             patches: dict[str, list] = {name: [] for name in TABLE_COLUMNS}
             for symbol in self._changed:
-                row = rows[symbol]
+                row = table_row(rows[symbol])
                 for name in TABLE_COLUMNS:
-                    patches[name].append((self.index[symbol], cell(name, row.get(name))))
+                    patches[name].append((self.index[symbol], row[name]))
             cds.patch(patches)
             self._changed.clear()
         if self._new:
@@ -56,13 +81,41 @@ class ResultsTable:
             self._new.clear()
 
 
-def cell(name: str, value: Any) -> Any:
-    """Return ``value`` as the table holds it: NaN for a missing number."""
-    return np.nan if value is None and name in NUMBER_COLUMNS else value
+def plan_distances(row: Mapping[str, Any]) -> tuple[float, float]:
+    """Return the stop's and the target's distance from the entry, in percent of the entry.
+
+    Both are positive for a long and a short plan alike (a short's stop lies above its
+    entry); NaN without a plan.
+    """
+    entry, stop, target = (row.get(name) for name in ("entry", "stop", "target"))
+    if entry is None or stop is None or target is None or not entry > 0:
+        return np.nan, np.nan
+    return abs(entry - stop) / entry * 100.0, abs(target - entry) / entry * 100.0
 
 
-def columns(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def table_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """Return one result as the table holds it: NaN for a missing number, derived columns."""
+    risk, reward = plan_distances(row)
+    cells: dict[str, Any] = {name: row.get(name) for name in TEXT_COLUMNS}
+    cells.update({name: np.nan if row.get(name) is None else float(row[name])
+                  for name in NUMBER_COLUMNS})
+    cells.update(risk_pct=risk, reward_pct=reward)
+    return cells
+
+
+def columns(rows: list[Mapping[str, Any]]) -> dict[str, Any]:
     """Return table columns of ``rows``: float64 arrays for numbers (NaN for None), lists."""
-    return {name: (np.array([cell(name, row.get(name)) for row in rows], dtype=float)
-                   if name in NUMBER_COLUMNS else [row.get(name) for row in rows])
-            for name in TABLE_COLUMNS}
+    cells = [table_row(row) for row in rows]
+    data: dict[str, Any] = {name: [cell[name] for cell in cells] for name in TEXT_COLUMNS}
+    data.update({name: np.array([cell[name] for cell in cells], dtype=float)
+                 for name in NUMBER_COLUMNS})
+    return data
+
+
+ERROR_COLUMNS = ("symbol", "error", "message")
+"""Columns of :attr:`ScanController.error_rows`: who failed, in what, and why."""
+
+
+def error_columns(errors: list[Mapping[str, Any]]) -> dict[str, list[str]]:
+    """Return the columns of failed symbols' ``error`` data (a scan's own error: no symbol)."""
+    return {name: [str(error.get(name) or "") for error in errors] for name in ERROR_COLUMNS}

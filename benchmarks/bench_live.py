@@ -1,0 +1,289 @@
+"""Live scan benchmark: bars in, messages out, at 5,000 and 20,000 symbols a bar a second.
+
+Writes the "Live scan" section of BENCHMARKS.md. Run with `make bench` (a short run) or
+`python benchmarks/bench_live.py --long` (the issue's ten minutes).
+
+Three measurements, each a live scan of the synthetic universe with one closed bar per
+symbol per second (`bar_interval=1`; the feed's forming updates are off, `updates=1`, so
+5,000 symbols are 5,000 bars a second; `--updates 4` adds three forming updates a bar):
+
+- in process: a `StreamManager` in this process and one subscriber thread; feed-to-message
+  latency is the subscriber's receipt wall clock minus the bar's `feed_time`;
+- over SSE: `make_app()` in a subprocess (this script with `--serve PORT`), one SSE client
+  here; feed-to-client latency the same way, with the server's CPU (share of one core, over
+  the live phase) and resident memory at 1 minute and at the end;
+- the same over SSE at 20,000 symbols, for a shorter run.
+
+The clocks are the same machine's wall clock, in whole ms. The machine's load average is
+written beside the figures: other processes share its cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from report import percentile, rss_mb, write_section  # noqa: E402
+
+import technic_panel.live.scan as live_scan  # noqa: E402
+from technic_panel.api.rest import make_app  # noqa: E402
+from technic_panel.streaming.manager import StreamManager  # noqa: E402
+from technic_panel.streaming.streamer import StreamEnded  # noqa: E402
+
+
+def settings(symbols: int, seconds: float) -> dict:
+    return {"symbols": symbols, "live": True, "bar_interval": 1.0, "timeout": seconds}
+
+
+def use_updates(updates: int) -> None:
+    """Make every live scan of this process deliver ``updates`` ticks a bar."""
+    live_scan.FEED_UPDATES = updates
+
+
+def latency(message: dict, now_ms: float) -> float | None:
+    feed_time = message["data"].get("feed_time") if message["type"] in ("result", "update") \
+        else None
+    return None if feed_time is None else now_ms - feed_time
+
+
+# --- in process -------------------------------------------------------------------------------
+
+def in_process(symbols: int, seconds: float) -> dict:
+    """Run a live scan here; return latency percentiles, throughput and memory."""
+    manager = StreamManager(max_concurrent=2, inactivity_timeout=3600)
+    scan_id = manager.start_stream(settings(symbols, seconds))
+    subscription = manager.subscribe(scan_id)
+    latencies: list[float] = []
+    live_from: list[float] = []
+    started = time.monotonic()
+    while True:
+        try:
+            batch = subscription.get_batch(timeout=1.0)
+        except StreamEnded:
+            break
+        now = time.time() * 1000
+        for message in batch:
+            late = latency(message, now)
+            if late is not None:
+                if not live_from:
+                    live_from.append(time.monotonic())
+                latencies.append(late)
+    final = manager.get(scan_id).summary
+    manager.shutdown()
+    live_seconds = time.monotonic() - (live_from[0] if live_from else started)
+    return {"p50": percentile(latencies, 50), "p99": percentile(latencies, 99),
+            "messages": len(latencies), "per_second": len(latencies) / live_seconds,
+            "bars": final.get("bars", 0), "rss": rss_mb()}
+
+
+# --- over SSE, server in a subprocess ---------------------------------------------------------
+
+def serve(port: int, updates: int) -> None:
+    """Serve the API on 127.0.0.1:``port`` until killed."""
+    use_updates(updates)
+
+    async def main() -> None:
+        make_app(StreamManager(max_concurrent=2, inactivity_timeout=3600)).listen(
+            port, "127.0.0.1")
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+class Server:
+    """The API in a subprocess: its CPU time and resident memory."""
+
+    def __init__(self, updates: int) -> None:
+        self.updates = updates
+
+    def __enter__(self) -> Server:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "--serve", str(self.port), str(self.updates)],
+            stderr=subprocess.DEVNULL)
+        self.psutil = psutil.Process(self.process.pid)
+        deadline = time.monotonic() + 60
+        while not self._healthy():
+            if time.monotonic() > deadline:
+                raise RuntimeError("the API server did not start")
+            time.sleep(0.1)
+        return self
+
+    def _healthy(self) -> bool:
+        try:
+            return requests.get(f"{self.url}/health", timeout=1).ok
+        except requests.ConnectionError:
+            return False
+
+    def cpu_seconds(self) -> float:
+        times = self.psutil.cpu_times()
+        return times.user + times.system
+
+    def rss_mb(self) -> float:
+        return self.psutil.memory_info().rss / 2**20
+
+    def __exit__(self, *exc_info) -> None:
+        self.process.terminate()
+        self.process.wait(30)
+
+
+class Samples:
+    """The server's CPU seconds and RSS, sampled once a second from the live phase's start."""
+
+    def __init__(self, server: Server) -> None:
+        self.server, self.points = server, []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @property
+    def started(self) -> bool:
+        return self._thread.is_alive() or bool(self.points)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            self.points.append((time.monotonic(), self.server.cpu_seconds(),
+                                self.server.rss_mb()))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def over_sse(symbols: int, seconds: float, updates: int) -> dict:
+    """Run a live scan in a server subprocess, read it over SSE; return the figures."""
+    with Server(updates) as server:
+        answer = requests.post(f"{server.url}/scan/stream", json=settings(symbols, seconds),
+                               timeout=30)
+        scan_id = answer.json()["scan_id"]
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+        connection.request("GET", f"/events/results?scan_id={scan_id}")
+        response = connection.getresponse()
+        samples = Samples(server)
+        latencies: list[float] = []
+        for message, now in events(response):
+            late = latency(message, now)
+            if late is not None:
+                if not samples.started:
+                    samples.start()
+                latencies.append(late)
+        samples.stop()
+        connection.close()
+    return {"p50": percentile(latencies, 50), "p99": percentile(latencies, 99),
+            "messages": len(latencies), **summarise(samples.points)}
+
+
+def events(response: http.client.HTTPResponse):
+    """Yield each SSE message with the wall clock (ms) when its bytes arrived.
+
+    Reads what has arrived in one go (``read1``) and splits it into events: a reader of
+    5,000 messages a second must not take one system call a line.
+    """
+    pending = b""
+    while chunk := response.read1(1 << 16):
+        now = time.time() * 1000
+        *complete, pending = (pending + chunk).split(b"\n\n")
+        for event in complete:
+            for line in event.split(b"\n"):
+                if line.startswith(b"data: "):
+                    yield json.loads(line[6:]), now
+
+
+def summarise(points: list[tuple[float, float, float]]) -> dict:
+    """CPU share over the live phase, RSS at 1 minute (or the first sample) and at the end."""
+    first, last = points[0], points[-1]
+    minute = next((point for point in points if point[0] - first[0] >= 60), points[0])
+    cpu = 100 * (last[1] - first[1]) / max(last[0] - first[0], 1e-9)
+    return {"cpu": cpu, "rss_1": minute[2], "rss_end": last[2],
+            "span": last[0] - first[0], "minute_at": minute[0] - first[0]}
+
+
+# --- the section ------------------------------------------------------------------------------
+
+def verdict(value: float, target: float) -> str:
+    return "met" if value <= target else "NOT met"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--long", action="store_true", help="ten minutes at 5,000 symbols")
+    parser.add_argument("--seconds", type=float, default=90.0,
+                        help="seconds of the 5,000-symbol SSE run (default 90; --long: 600)")
+    parser.add_argument("--updates", type=int, default=1, help="feed ticks a bar (default 1)")
+    args = parser.parse_args()
+    seconds = 600.0 if args.long else args.seconds
+    use_updates(args.updates)
+    load = os.getloadavg()[0]
+    here = in_process(5000, 30.0)
+    print(f"in process: {here}", flush=True)
+    sse = over_sse(5000, seconds, args.updates)
+    print(f"SSE 5,000: {sse}", flush=True)
+    big = over_sse(20_000, 60.0, args.updates)
+    print(f"SSE 20,000: {big}", flush=True)
+    write_section("Live scan", section(here, sse, big, seconds, args.updates, load))
+
+
+def section(here: dict, sse: dict, big: dict, seconds: float, updates: int, load: float) -> str:
+    """Return the Markdown of the "Live scan" section."""
+    growth = sse["rss_end"] - sse["rss_1"]
+    rows = [
+        ("feed-to-message p50 / p99, in process, 5,000 symbols",
+         f"{here['p50']:.0f} / {here['p99']:.0f} ms",
+         f"p99 <= 50 ms ({verdict(here['p99'], 50)})"),
+        ("messages a second, in process",
+         f"{here['per_second']:,.0f} ({here['messages']:,} in 30 s)", "5,000"),
+        (f"feed-to-SSE-client p50 / p99, 5,000 symbols, {seconds:.0f} s",
+         f"{sse['p50']:.0f} / {sse['p99']:.0f} ms",
+         f"p99 <= 100 ms ({verdict(sse['p99'], 100)})"),
+        ("server CPU, 5,000 symbols", f"{sse['cpu']:.0f}% of one core",
+         f"<= 60% ({verdict(sse['cpu'], 60)})"),
+        (f"server RSS at {sse['minute_at']:.0f} s / at {sse['span']:.0f} s",
+         f"{sse['rss_1']:.0f} / {sse['rss_end']:.0f} MB ({growth:+.1f} MB)",
+         f"growth <= 20 MB ({verdict(growth, 20)})"),
+        ("feed-to-SSE-client p50 / p99, 20,000 symbols, 60 s",
+         f"{big['p50']:.0f} / {big['p99']:.0f} ms", "-"),
+        ("server CPU / RSS at the end, 20,000 symbols",
+         f"{big['cpu']:.0f}% / {big['rss_end']:.0f} MB", "-"),
+        ("feed-to-row in the browser",
+         "not measured: the dashboard's live mode is not built yet", "<= 250 ms"),
+    ]
+    table = "\n".join(f"| {name} | {result} | {target} |" for name, result, target in rows)
+    return f"""
+Method: a live scan of the synthetic universe, every symbol one closed bar a second
+(`bar_interval=1`, {updates} feed tick(s) a bar), after its first pass. In process: a
+`StreamManager` and one subscriber thread, 30 s. Over SSE: `make_app()` in a subprocess and
+one SSE client in this one; server CPU as a share of one core over the live phase, RSS
+sampled each second. Latency is receipt wall clock minus the bar's `feed_time` (whole ms),
+over every `result` and `update`. One run each; load average {load:.1f} on
+{os.cpu_count()} cores when it started (other processes shared them).
+
+| measure | result | target |
+|---|---|---|
+{table}
+"""
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--serve"]:
+        serve(int(sys.argv[2]), int(sys.argv[3]))
+    else:
+        main()

@@ -1,0 +1,294 @@
+"""One symbol's indicators kept current bar by bar, with TA-Lib's streaming API.
+
+:class:`IndicatorState` opens a ``talib.stream`` handle on the symbol's history for every
+TA-Lib call of :mod:`technic_panel.engine.indicators`; a closed bar advances each handle
+(``update``, O(1)) and a forming bar is evaluated without committing (``peek``), so it may
+be revised as often as it changes. The columns derived from those values (percentages,
+ratios, the previous bar's close and mean volume) are computed as the batch computation
+does, so :meth:`IndicatorState.update` and :meth:`IndicatorState.peek` give what
+:func:`~technic_panel.engine.indicators.latest_indicators` gives on the history plus the
+bar (tested to 1e-9: TA-Lib's handles are bit-identical to its functions).
+
+What has no handle is recomputed on the symbol's window instead: the 52-week range of a
+history shorter than a year (its window grows with every bar) on a window of the highs and
+lows, and any column of :data:`~technic_panel.vocabulary.INDICATOR_COLUMNS` the handles do
+not give (one the engine gained later) by ``latest_indicators`` on the last
+:data:`WINDOW` bars. Memory stays bounded: each handle keeps its own look-back.
+Not thread-safe: one symbol's state belongs to the thread that scores it.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+from collections import deque
+from typing import Any
+
+import numpy as np
+from talib import stream
+
+from technic_panel.data.base import Bars, DataError
+from technic_panel.engine.indicators import MIN_BARS, YEAR, InsufficientBars, latest_indicators
+from technic_panel.live.feeds import Bar, bar_timestamp
+from technic_panel.vocabulary import INDICATOR_COLUMNS
+
+WINDOW = 2 * YEAR
+"""Bars kept to recompute a column that has no stream handle."""
+
+
+class _Extremes:
+    """The high and low of all bars of a history shorter than a year: its growing window.
+
+    Nothing leaves the window until it holds a year, so running extremes suffice; then the
+    state opens TA-Lib handles on it (:attr:`full`).
+    """
+
+    def __init__(self, high: np.ndarray, low: np.ndarray) -> None:
+        self.highs, self.lows = high.tolist(), low.tolist()
+        self.high, self.low = max(self.highs), min(self.lows)
+
+    @property
+    def full(self) -> bool:
+        """Whether the window holds a year of bars (and so moves on from now)."""
+        return len(self.highs) >= YEAR
+
+    def peek(self, high: float, low: float) -> tuple[float, float]:
+        """Return the window's high and low as they would be with this bar added."""
+        return max(self.high, high), min(self.low, low)
+
+    def update(self, high: float, low: float) -> tuple[float, float]:
+        """Add a closed bar; return the window's high and low."""
+        self.highs.append(high)
+        self.lows.append(low)
+        self.high, self.low = self.peek(high, low)
+        return self.high, self.low
+
+
+class _Window:
+    """The last :data:`WINDOW` bars, for the columns no handle gives."""
+
+    def __init__(self, bars: Bars) -> None:
+        dates = bars.dates[-WINDOW:].astype("datetime64[ns]").astype(np.int64)
+        self.columns = [deque(column.tolist(), maxlen=WINDOW)
+                        for column in (dates, *(column[-WINDOW:] for column in bars[1:]))]
+
+    def row(self, symbol: str, bar: Bar, how: str) -> dict[str, float]:
+        """Return ``latest_indicators`` on the window plus ``bar``, kept if ``update``."""
+        values = (bar.time, bar.open, bar.high, bar.low, bar.close, bar.volume)
+        arrays = [np.array([*column, value]) for column, value in zip(self.columns, values,
+                                                                      strict=True)]
+        arrays[0] = arrays[0].astype("datetime64[ns]")
+        if how == "update":
+            for column, value in zip(self.columns, values, strict=True):
+                column.append(value)
+        return latest_indicators(Bars(*arrays), symbol)
+
+
+class _Handles:
+    """The TA-Lib stream handles of one symbol, opened on its history."""
+
+    def __init__(self, bars: Bars) -> None:
+        h, low, c, v = bars.high, bars.low, bars.close, bars.volume
+        self.mean_volume = stream.SMA(v, 20)
+        self.obv, obv = stream.OBV.open_and_fill(c, v)
+        self.obv_slope = stream.LINEARREG_SLOPE(obv, 20)
+        self.by_close = {
+            "rsi": stream.RSI(c, timeperiod=14), "macd": stream.MACD(c, 12, 26, 9),
+            "bbands": stream.BBANDS(c, 20, 2.0, 2.0), "sma_50": stream.SMA(c, 50),
+            "sma_200": stream.SMA(c, 200), "ema_20": stream.EMA(c, 20),
+            "roc_5": stream.ROC(c, 5), "roc_21": stream.ROC(c, 21), "roc_63": stream.ROC(c, 63),
+            "roc_126": stream.ROC(c, 126)}
+        self.by_bar = {"atr": stream.ATR(h, low, c, 14), "adx": stream.ADX(h, low, c, 14)}
+        self.dollar_volume = stream.SMA(c * v, 20)
+        self.high_20 = stream.MAX(h, 20)
+        self.year: tuple[Any, Any] | None = None
+        if len(bars) >= YEAR:
+            self.open_year(h, low)
+        self._methods = {how: self._bind(how) for how in ("peek", "update")}
+
+    def open_year(self, high: np.ndarray, low: np.ndarray) -> None:
+        """Open the 52-week high and low handles on (at least) a year of bars."""
+        self.year = stream.MAX(high, YEAR), stream.MIN(low, YEAR)
+        self._methods = {how: self._bind(how) for how in ("peek", "update")}
+
+    def _bind(self, how: str) -> tuple:
+        """Return the bound ``peek`` or ``update`` methods of the handles, grouped by input."""
+        def bound(handles: dict) -> list:
+            return [(name, getattr(handle, how)) for name, handle in handles.items()]
+
+        year = None if self.year is None else tuple(getattr(h, how) for h in self.year)
+        return (bound(self.by_close), bound(self.by_bar), getattr(self.mean_volume, how),
+                getattr(self.obv, how), getattr(self.obv_slope, how),
+                getattr(self.dollar_volume, how), getattr(self.high_20, how), year)
+
+    def values(self, bar: Bar, how: str) -> dict[str, Any]:
+        """Return every handle's value at ``bar``, read (``peek``) or committed (``update``)."""
+        by_close, by_bar, mean_volume, obv, obv_slope, dollar_volume, high_20, year = \
+            self._methods[how]
+        h, low, c, v = bar.high, bar.low, bar.close, bar.volume
+        values: dict[str, Any] = {"prev_mean_volume": self.mean_volume.value}
+        for name, method in by_close:
+            values[name] = method(c)
+        for name, method in by_bar:
+            values[name] = method(h, low, c)
+        values["mean_volume"] = mean_volume(v)
+        values["dollar_volume"] = dollar_volume(c * v)
+        values["high_20"] = high_20(h)
+        values["obv_slope"] = obv_slope(obv(c, v))
+        if year is not None:
+            values["year"] = (year[0](h), year[1](low))
+        return values
+
+
+class IndicatorState:
+    """Every indicator of one symbol, advanced by closed bars and peeked at by forming ones.
+
+    Opened on the symbol's history (at least ``MIN_BARS`` bars, else
+    :class:`~technic_panel.engine.indicators.InsufficientBars`); see the module docs.
+    Not thread-safe.
+    """
+
+    def __init__(self, symbol: str, bars: Bars) -> None:
+        n = len(bars)
+        if n < MIN_BARS:
+            raise InsufficientBars(f"{symbol} has {n} bars; the indicators need at least "
+                                   f"{MIN_BARS}")
+        self.symbol = symbol
+        self.bars = n
+        self._handles = _Handles(bars)
+        self._extremes = None if self._handles.year else _Extremes(bars.high, bars.low)
+        self._close = float(bars.close[-1])
+        self._volumes: deque[float] = deque(bars.volume[-20:].tolist(), maxlen=20)
+        self._traded = sum(volume > 0 for volume in self._volumes)
+        self._window = _Window(bars) if _WITHOUT_HANDLE else None
+
+    def __repr__(self) -> str:
+        return f"IndicatorState({self.symbol!r}, bars={self.bars}, close={self._close})"
+
+    @classmethod
+    def opened(cls, symbol: str, bars: Bars) -> tuple[IndicatorState, dict[str, float]]:
+        """Open the state on ``bars`` and return it with the row at their last bar.
+
+        The row is ``latest_indicators(bars)``, got by opening on all bars but the last and
+        advancing by it (half the work of both); raises as ``latest_indicators`` does.
+        """
+        if len(bars) <= MIN_BARS:
+            return cls(symbol, bars), latest_indicators(bars, symbol)
+        state = cls(symbol, Bars(*(column[:-1] for column in bars)))
+        time_ns = int(np.datetime64(bars.dates[-1], "ns").astype(np.int64))
+        last = Bar(symbol, time_ns, float(bars.open[-1]), float(bars.high[-1]),
+                   float(bars.low[-1]), float(bars.close[-1]), float(bars.volume[-1]), True, 0)
+        return state, state.update(last)
+
+    def peek(self, bar: Bar) -> dict[str, float]:
+        """Return the indicators as they would be with the forming ``bar``; commit nothing."""
+        return self._evaluate(bar, "peek")
+
+    def update(self, bar: Bar) -> dict[str, float]:
+        """Advance by the closed ``bar`` and return the indicators at it.
+
+        A bar that is not finite raises :class:`DataError` and leaves the state as it was;
+        a finite one is history from then on, even if its indicators are not finite (then
+        :class:`DataError` says so, as the batch computation would for that bar).
+        """
+        return self._evaluate(bar, "update")
+
+    def _evaluate(self, bar: Bar, how: str) -> dict[str, float]:
+        if not math.isfinite(bar.open + bar.high + bar.low + bar.close + bar.volume):
+            raise DataError(f"{self.symbol}: the bar of {bar_timestamp(bar.time)} is not "
+                            f"finite: {tuple(bar[2:7])}")
+        traded = bar.volume > 0 or self._traded > 0
+        handled = self._handles.values(bar, how)
+        if self._extremes is not None:
+            handled["year"] = getattr(self._extremes, how)(bar.high, bar.low)
+        row = _derive(handled, bar, self._close)
+        if self._window is not None and traded:
+            window_row = self._window.row(self.symbol, bar, how)
+            row.update((name, window_row[name]) for name in _WITHOUT_HANDLE)
+        if how == "update":
+            self._advance(bar)
+        return self._checked(row, bar, traded)
+
+    def _advance(self, bar: Bar) -> None:
+        extremes = self._extremes
+        if extremes is not None and extremes.full:
+            self._handles.open_year(np.array(extremes.highs), np.array(extremes.lows))
+            self._extremes = None
+        volumes = self._volumes
+        if len(volumes) == volumes.maxlen and volumes[0] > 0:
+            self._traded -= 1
+        volumes.append(bar.volume)
+        self._traded += bar.volume > 0
+        self._close = bar.close
+        self.bars += 1
+
+    def _checked(self, row: dict[str, float], bar: Bar, traded: bool) -> dict[str, float]:
+        if not traded:
+            raise DataError(f"{self.symbol} has no volume in its last 21 bars; the volume "
+                            "indicators need traded days (a halted or delisted symbol?)")
+        if not _IN_ORDER:
+            row = {name: row[name] for name in INDICATOR_COLUMNS}
+        if not math.isfinite(sum(row.values())):
+            bad = [name for name, value in row.items() if not math.isfinite(value)]
+            raise DataError(f"{self.symbol}: {', '.join(bad) or 'a sum of them'} not finite "
+                            f"at the bar of {bar_timestamp(bar.time)} (missing prices, a flat "
+                            "series or zero volume?)")
+        return row
+
+
+def _derive(values: dict[str, Any], bar: Bar, previous_close: float) -> dict[str, float]:
+    """Return the columns of ``latest_indicators`` from the handles' values at ``bar``.
+
+    Plain floats, whose arithmetic is numpy's; should a denominator be 0, numpy scalars
+    again, as in the batch computation: inf or NaN (which the caller refuses), no exception.
+    """
+    try:
+        return _columns(values, float(bar.close), float(bar.volume), previous_close)
+    except ZeroDivisionError:
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            scalars = {name: np.float64(value) if isinstance(value, float) else
+                       tuple(map(np.float64, value)) for name, value in values.items()}
+            row = _columns(scalars, np.float64(bar.close), np.float64(bar.volume),
+                           np.float64(previous_close))
+        return {name: float(value) for name, value in row.items()}
+
+
+def _columns(values: dict[str, Any], close: Any, volume: Any, previous_close: Any) -> dict:
+    macd, macd_signal, macd_hist = values["macd"]
+    up, middle, down = values["bbands"]
+    atr = values["atr"]
+    high_52w, low_52w = values["year"]
+    return {
+        "close": close, "change_pct": 100.0 * (close / previous_close - 1.0),
+        "volume": volume, "rsi_14": values["rsi"],
+        "macd": macd, "macd_signal": macd_signal, "macd_hist": macd_hist,
+        "sma_20": middle, "sma_50": values["sma_50"], "sma_200": values["sma_200"],
+        "ema_20": values["ema_20"], "atr_14": atr, "atr_pct": 100.0 * atr / close,
+        "adx_14": values["adx"], "bb_upper": up, "bb_middle": middle, "bb_lower": down,
+        "bb_pct_b": (close - down) / (up - down),
+        "obv_slope": values["obv_slope"] / values["mean_volume"],
+        "roc_5": values["roc_5"], "roc_21": values["roc_21"], "roc_63": values["roc_63"],
+        "roc_126": values["roc_126"],
+        "dist_high_20": 100.0 * (close / values["high_20"] - 1.0),
+        "dist_high_52w": 100.0 * (close / high_52w - 1.0),
+        "range_pos_52w": (close - low_52w) / (high_52w - low_52w),
+        "high_52w": high_52w, "low_52w": low_52w,
+        "stretch_atr": (close - middle) / atr,
+        "rel_volume": volume / values["prev_mean_volume"],
+        "avg_dollar_volume_20": values["dollar_volume"],
+    }
+
+
+def _handled_columns() -> tuple[str, ...]:
+    """Return the columns :func:`_derive` gives, found by deriving a row of (mostly) ones."""
+    ones: dict[str, Any] = collections.defaultdict(lambda: 1.0, macd=(1.0,) * 3,
+                                                   bbands=(3.0, 2.0, 1.0), year=(2.0, 1.0))
+    probe = Bar("probe", 0, 1.0, 1.0, 1.0, 1.0, 1.0, True, 0)
+    return tuple(_derive(ones, probe, 1.0))
+
+
+_HANDLED = _handled_columns()
+_WITHOUT_HANDLE = tuple(name for name in INDICATOR_COLUMNS if name not in _HANDLED)
+"""The columns of ``latest_indicators`` no handle gives: recomputed on the window."""
+_IN_ORDER = tuple(_HANDLED) == INDICATOR_COLUMNS
+"""Whether the handles give exactly the columns, in their order (so no row is reordered)."""

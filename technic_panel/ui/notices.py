@@ -1,0 +1,101 @@
+"""Toasts of the dashboard: Panel's notifications when served, a strip in the cell in notebooks.
+
+Served, a notice is a Panel notification (Notyf, shipped with Panel and served locally),
+shown top right over the header, away from the table. In a notebook Panel's notifications
+cannot be relied on: with ``pn.extension(inline=True)``, the one way to render offline, Panel
+inlines Notyf's script inside a function, so ``Notyf`` is undefined and every toast throws
+(holoviz/panel#5662; seen with Panel 1.9.4 in tests/test_jupyterlab.py). So in a notebook the
+notices are a strip of the dashboard's own layout, above the table, each kept for its
+duration; nothing then depends on how Panel's JavaScript was loaded.
+
+Every message is plain text, escaped here, where it becomes HTML.
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+import time
+from typing import Any
+
+import panel as pn
+
+from technic_panel.ui.markup import HTMLBox
+
+POSITION = "top-right"
+"""Where served toasts appear: over the header, not over the table (set before rendering)."""
+
+KINDS = ("success", "info", "warning", "error")
+"""The kinds of notice, as Panel's notifications name them."""
+
+EXPIRE_MS = 500
+"""How often a notebook strip drops the notices whose time is up."""
+
+_STRIP_CSS = """
+.notice { padding: 4px 10px; margin: 2px 0; border-radius: 4px; color: #fff; }
+.notice.success { background: #1a9850; } .notice.info { background: #1e88e5; }
+.notice.warning { background: #b26a00; } .notice.error { background: #c62828; }
+"""
+
+
+def served() -> bool:
+    """Whether this runs in a server session (``panel serve``), not a notebook or a script."""
+    doc = pn.state.curdoc
+    return doc is not None and doc.session_context is not None
+
+
+class Notices:
+    """Show short notices; served as Panel toasts, elsewhere in :attr:`strip`.
+
+    Not thread-safe by itself: pass the ``lock`` every writer of the document holds (the
+    controller's ``document_lock``), which the strip's expiry callback takes too.
+
+    Parameters
+    ----------
+    lock
+        Held while the strip changes from the expiry callback.
+    """
+
+    def __init__(self, lock: threading.RLock | None = None) -> None:
+        self.strip = HTMLBox(_STRIP_CSS, margin=(0, 5))
+        """The notebook's notices, newest last (empty while there are none)."""
+        self.shown: list[tuple[str, str, float]] = []
+        """(kind, escaped message, expiry on the monotonic clock) of the strip's notices."""
+        self._lock = lock or threading.RLock()
+        self._expiry: Any = None
+
+    def __repr__(self) -> str:
+        return f"Notices(shown={len(self.shown)}, served={served()})"
+
+    def notify(self, kind: str, message: str, duration: int = 4000) -> None:
+        """Show ``message`` (plain text) as a ``kind`` notice for ``duration`` ms."""
+        if kind not in KINDS:
+            raise ValueError(f"Notices.notify kind must be one of {', '.join(KINDS)}, "
+                             f"not {kind!r}")
+        text = html.escape(message)
+        notifications = pn.state.notifications
+        if served():
+            if notifications is not None:
+                getattr(notifications, kind)(text, duration=duration)
+            return
+        with self._lock:
+            self.shown = [*self.shown[-2:], (kind, text, time.monotonic() + duration / 1000)]
+            self._render()
+            if self._expiry is None:
+                self._expiry = pn.state.add_periodic_callback(self.expire, period=EXPIRE_MS)
+
+    def expire(self) -> None:
+        """Drop the strip's notices whose time is up; stop looking once none is left."""
+        with self._lock:
+            now = time.monotonic()
+            kept = [notice for notice in self.shown if notice[2] > now]
+            if len(kept) != len(self.shown):
+                self.shown = kept
+                self._render()
+            if not kept and self._expiry is not None:
+                self._expiry.stop()
+                self._expiry = None
+
+    def _render(self) -> None:
+        self.strip.text = "".join(f'<div class="notice {kind}" role="status">{text}</div>'
+                                  for kind, text, _ in self.shown)
