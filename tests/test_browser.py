@@ -265,7 +265,7 @@ def test_a_filter_set_before_start_holds_and_clearing_it_shows_every_row(open_pa
     page = open_page("symbols=1500&latency_ms=2&workers=8")
     signal = page.locator(".bk-input-group", has=page.get_by_text("Signal", exact=True))
     signal.locator("input").first.click()
-    page.locator(".choices__item--choice", has_text="HOLD").first.click()
+    signal.locator(".choices__item--choice", has_text="HOLD").first.click()
     page.keyboard.press("Escape")
     click_start(page)
     wait_finished(page)

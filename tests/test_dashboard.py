@@ -143,17 +143,26 @@ def test_every_view_fits_a_1000_pixel_window_and_shows_what_traders_read():
 
 
 def test_numeric_columns_sort_descending_first_and_format_their_numbers(finished):
-    tables = finished.tables
-    assert list(tables) == list(columns.VIEWS) and columns.DEFAULT_SORT == "tech_rating"
-    for table in tables.values():
-        assert table.autosize_mode == "force_fit" and table.sizing_mode == "stretch_width"
-        for column in table.columns:
+    table, views = finished.table, finished._columns
+    assert list(views) == list(columns.VIEWS) and columns.DEFAULT_SORT == "tech_rating"
+    assert table.name == columns.TABLE_NAME
+    assert [c.field for c in table.columns] == list(columns.VIEWS["Overview"])
+    assert table.autosize_mode == "none" and table.sizing_mode == "stretch_width"
+    for title, shown in views.items():
+        assert [column.field for column in shown] == list(columns.VIEWS[title])
+        for column in shown:
             numeric = isinstance(column.formatter, (NumberFormatter, HTMLTemplateFormatter))
             assert column.default_sort == ("descending" if numeric else "ascending")
-    formats = {c.field: c.formatter for t in tables.values() for c in t.columns}
+    formats = {c.field: c.formatter for shown in views.values() for c in shown}
     assert formats["market_cap"].format.startswith("$0,0") and formats["price"].format == "0,0.00"
     assert "%" in formats["change_pct"].template and "toFixed(2)" in formats["roc_21"].template
-    assert finished.tables["Overview"].name == columns.TABLE_NAME
+
+
+def test_choosing_a_view_swaps_the_table_columns(finished):
+    finished._view_choice.value = "Trade plan"
+    assert [c.field for c in finished.table.columns] == list(columns.VIEWS["Trade plan"])
+    finished._view_choice.value = "Overview"
+    assert [c.field for c in finished.table.columns] == list(columns.VIEWS["Overview"])
 
 
 def test_a_sell_row_reads_as_a_short_plan(finished):

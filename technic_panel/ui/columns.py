@@ -114,8 +114,9 @@ _ARRANGE_CODE = """
 const arrange = (view) => {
   const headers = view.shadow_el.querySelector(".slick-header-columns");
   const room = view.el.clientWidth - 18;  // the vertical scrollbar aside
-  if (headers == null || headers.dataset.arranged || room <= 0)
-    return;  // done for this grid, or not laid out yet (done when it is)
+  const fields = view.model.columns.map((column) => column.field).join(",");
+  if (headers == null || headers.dataset.arranged === fields || room <= 0)
+    return;  // done for these columns, or not laid out yet (done when it is)
   const total = view.model.columns.reduce((sum, column) => sum + column.width, 0);
   if (room > total + 4) {  // grow to fill; narrower, the grid scrolls rather than cut
     for (const column of view.model.columns)
@@ -126,15 +127,16 @@ const arrange = (view) => {
   const last = view.model.sort_columns[0];
   const sort = shown(last) ? last : {field: field, sortAsc: false};
   const fresh = view.shadow_el.querySelector(".slick-header-columns");
-  fresh.dataset.arranged = "true";
+  fresh.dataset.arranged = fields;
   const title = view.model.columns.find((column) => column.field == sort.field)?.title;
-  const header = [...fresh.querySelectorAll(".slick-header-column")]
+  const header = () => [...fresh.querySelectorAll(".slick-header-column")]
     .find((el) => el.textContent.trim() === title);
-  for (let clicks = 0; header != null && clicks < 2; clicks++) {
-    const now = view.model.sort_columns[0];
-    if (now != null && now.field == sort.field && now.sortAsc == sort.sortAsc)
+  const wanted = sort.sortAsc ? ".slick-sort-indicator-asc" : ".slick-sort-indicator-desc";
+  // The grid's own header says how it is sorted: new columns lose the sort, not the model.
+  for (let clicks = 0; header() != null && clicks < 2; clicks++) {
+    if (header().querySelector(wanted) != null)
       break;
-    header.click();
+    header().click();
   }
 };
 setTimeout(() => {
@@ -211,16 +213,18 @@ def results_table(cds: ColumnDataSource, view: CDSView, columns: list[TableColum
 
 
 def arrange_callback(tables: Sequence[DataTable]) -> CustomJS:
-    """Return JS that widens and sorts each laid-out table of ``tables``, once per grid.
+    """Return JS that widens and sorts each laid-out table of ``tables``, once per column set.
 
     The columns keep their widths (``autosize_mode="none"``: SlickGrid's ``force_fit``
     would refit them on every streamed row, which costs the page as much again, and loses
     the widths after a layout at zero width), so once a table is laid out this widens them
     in proportion to fill it; narrower than their sum, the grid scrolls sideways and cuts
     nothing. Then it sorts the grid as it was sorted (``sort_columns``, if that column is
-    still shown) or by :data:`DEFAULT_SORT`,
-    descending: it clicks the header, as a user would, so the grid, its arrow and the model
-    agree. It runs when rows stream in (in notebooks too), when the view's columns change,
+    still shown) or by :data:`DEFAULT_SORT`, descending: it clicks the header, as a user
+    would, so the grid, its arrow and the model agree. It reads the sort from the grid's
+    header, not the model: new columns (another view) lose the grid's sort while
+    ``sort_columns`` keeps it. It runs when rows stream in (in notebooks too), when the
+    view's columns change,
     when the Errors tab is left and, served, once the page is ready.
     """
     return CustomJS(args={"tables": list(tables), "field": DEFAULT_SORT}, code=_ARRANGE_CODE)
