@@ -5,6 +5,7 @@ Examples::
     technic-scan --symbols 500 --max-signals 5
     technic-scan --source sample --format table
     technic-scan --symbols 2000 --format csv > scan.csv
+    technic-scan --live --bar-interval 1 --timeout 60 --format table
     python -m technic_panel.cli --timeout 2 --latency-ms 50 | jq -c 'select(.type == "result")'
 
 Every setting of :class:`~technic_panel.config.ScanConfig` is a flag: its name
@@ -15,7 +16,10 @@ the scan, so the defaults and the validation live in ScanConfig alone.
 
 Output (``--format ndjson``, the default) is the message contract itself,
 flushed after every batch. ``--format table`` redraws a live view on a
-terminal (with the ETA) and prints one table at the end otherwise. ``--format csv``
+terminal (with the ETA) and prints one table at the end otherwise; for a live scan
+(``--live``) it re-ranks the rows in place and prints the alerts below them, at most 4
+times a second, or, when stdout is not a terminal, prints each changed row and each alert
+as a plain line, then the table. ``--format csv``
 writes, once the scan has ended, a header and one row per result, best first,
 through :func:`~technic_panel.streaming.export.csv_text` (rounded, formula cells
 neutralised, as the dashboard's download); a failed scan or symbol errors add the
@@ -66,7 +70,7 @@ _METAVARS = {
     "path": "DIR", "seed": "S", "scheduler": "ADDRESS", "latency_ms": "MS", "error_rate": "P",
     "min_rating": "R", "max_fraction": "F", "timeout": "SECONDS", "filter": "EXPR",
     "min_price": "PRICE", "min_dollar_volume": "DOLLARS", "quality_signals": "STRONG_BUY,BUY",
-    "sectors": "SECTOR,...",
+    "sectors": "SECTOR,...", "universe_path": "FILE",
 }
 """How the help shows a setting's value; the others show N (integers) or their name."""
 
@@ -255,7 +259,8 @@ not 1.5.
                 scan_id = manager.start_stream(_settings(args))
             except ValueError as exc:  # ConfigError, or a rule the criteria check
                 return _usage_error(_config_error_text(exc))
-            return _stream(manager, scan_id, make_view(args.format, sys.stdout), stop_request)
+            view = make_view(args.format, sys.stdout, live=getattr(args, "live", False))
+            return _stream(manager, scan_id, view, stop_request)
     finally:
         manager.shutdown()
 
