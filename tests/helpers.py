@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from technic_panel.streaming.streamer import StreamEnded
+
 
 def wait_until(predicate: Callable[[], object], timeout: float = 5.0, interval: float = 0.005):
     """Poll ``predicate`` until it returns a truthy value; fail the test after ``timeout`` s.
@@ -74,3 +76,33 @@ def daily_bars(n: int = 250, start: str = "2023-01-02", seed: int = 0) -> pd.Dat
     return pd.DataFrame({"open": close * 0.99, "high": close * 1.02, "low": close * 0.97,
                          "close": close, "volume": rng.integers(1_000, 10_000, n).astype(float)},
                         index=index)
+
+
+def read_all(subscription, timeout: float = 60.0) -> list[dict]:
+    """Return every message ``subscription`` delivers until its stream ends."""
+    messages: list[dict] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            messages.extend(subscription.get_batch(timeout=0.5))
+        except StreamEnded:
+            return messages
+        if time.monotonic() > deadline:
+            pytest.fail(f"the stream did not end within {timeout} s: {subscription!r}")
+
+
+def fold_rows(messages: list[dict]) -> dict[str, dict]:
+    """Return the rows a reader holds after ``messages``, checking each row's first is a result."""
+    rows: dict[str, dict] = {}
+    for msg in messages:
+        if msg["type"] in ("result", "update"):
+            symbol = msg["data"]["symbol"]
+            assert (msg["type"] == "result") == (symbol not in rows), msg
+            rows[symbol] = {key: value for key, value in msg["data"].items()
+                            if key not in ("changed", "previous_signal")}
+    return rows
+
+
+def seqs(messages: list[dict]) -> list[int]:
+    """Return the seq of each of ``messages``."""
+    return [msg["metadata"]["seq"] for msg in messages]

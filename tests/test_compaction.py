@@ -10,6 +10,7 @@ from __future__ import annotations
 import tracemalloc
 
 import pytest
+from helpers import fold_rows, seqs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -56,16 +57,6 @@ class Both:
         self.full.finish(SUMMARY)
 
 
-def fold(messages: list[dict]) -> dict[str, dict]:
-    """Return the rows a reader holds after ``messages``, checking each row's first is a result."""
-    rows: dict[str, dict] = {}
-    for msg in messages:
-        if msg["type"] in ("result", "update"):
-            symbol = msg["data"]["symbol"]
-            assert (msg["type"] == "result") == (symbol not in rows), msg
-            rows[symbol] = {key: value for key, value in msg["data"].items()
-                            if key not in ("changed", "previous_signal")}
-    return rows
 
 
 def untimed(messages: list[dict]) -> list[dict]:
@@ -74,8 +65,6 @@ def untimed(messages: list[dict]) -> list[dict]:
                                  if key != "timestamp"}} for msg in messages]
 
 
-def seqs(messages: list[dict]) -> list[int]:
-    return [msg["metadata"]["seq"] for msg in messages]
 
 
 def drain(streamer: ResultStreamer, since: int = 0, limit: int | None = None) -> list[dict]:
@@ -102,7 +91,7 @@ def test_a_late_reader_gets_one_result_per_symbol_at_its_latest_value_then_the_w
     assert all(msg["metadata"]["compacted"] for msg in head)
     assert untimed([msg for msg in got if msg["metadata"]["seq"] >= first]) == \
         untimed(both.full.messages_since(first - 1))
-    assert fold(got) == fold(drain(both.full))
+    assert fold_rows(got) == fold_rows(drain(both.full))
     assert seqs(got) == sorted(set(seqs(got)))
 
 
@@ -156,7 +145,7 @@ def test_a_window_sized_page_of_a_late_read_still_starts_with_the_rows():
     pages = [both.compact.messages_since(0, limit=2)]
     assert [msg["type"] for msg in pages[0]] == ["result", "result"]
     got = drain(both.compact, limit=2)
-    assert fold(got) == fold(drain(both.full))
+    assert fold_rows(got) == fold_rows(drain(both.full))
 
 
 @pytest.mark.parametrize("limit", [1, 3, None])
@@ -166,7 +155,7 @@ def test_the_final_ends_a_compacted_read(limit):
         both.result(symbol, 45.0)
     both.finish()
     got = drain(both.compact, limit=limit)
-    assert got[-1]["type"] == "final" and fold(got) == fold(drain(both.full))
+    assert got[-1]["type"] == "final" and fold_rows(got) == fold_rows(drain(both.full))
     subscription = both.compact.subscribe()
     while True:
         try:
@@ -225,9 +214,9 @@ def test_property_reconnects_lose_no_row_and_get_no_message_twice(ops, max_retai
             since = got[-1]["metadata"]["seq"] if got else 0
             got.extend(both.compact.messages_since(since, limit)[:keep])
     both.finish()
-    expected = fold(drain(both.full))
+    expected = fold_rows(drain(both.full))
     for got in readers:
         got += drain(both.compact, got[-1]["metadata"]["seq"] if got else 0)
         assert seqs(got) == sorted(set(seqs(got)))
-        assert fold(got) == expected
+        assert fold_rows(got) == expected
         assert got[-1]["type"] == "final"

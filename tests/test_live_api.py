@@ -17,7 +17,7 @@ import random
 import pytest
 import requests
 from api_server import APIServer
-from helpers import wait_until
+from helpers import fold_rows, seqs, wait_until
 from tornado.websocket import websocket_connect
 
 from technic_panel.policy import ServerPolicy
@@ -77,25 +77,14 @@ def ws_read(server, scan_id: str, since: int, count: int | None) -> list[dict]:
     return asyncio.run(session())
 
 
-def fold(messages: list[dict]) -> dict[str, dict]:
-    rows: dict[str, dict] = {}
-    for msg in messages:
-        if msg["type"] in ("result", "update"):
-            symbol = msg["data"]["symbol"]
-            assert (msg["type"] == "result") == (symbol not in rows), msg
-            rows[symbol] = {key: value for key, value in msg["data"].items()
-                            if key not in ("changed", "previous_signal")}
-    return rows
 
 
-def seqs(messages: list[dict]) -> list[int]:
-    return [msg["metadata"]["seq"] for msg in messages]
 
 
 def held_rows(server, scan_id: str) -> dict[str, dict]:
     """The rows the finished scan holds: a full read from seq 0, compacted."""
     streamer = server.manager.get(scan_id).streamer
-    return fold(streamer.messages_since(0))
+    return fold_rows(streamer.messages_since(0))
 
 
 def test_a_late_joiner_gets_one_result_per_symbol_then_the_tail(server):
@@ -112,7 +101,7 @@ def test_a_late_joiner_gets_one_result_per_symbol_then_the_tail(server):
     requests.post(f"{server.url}/scan/stop/{scan_id}", timeout=10)
     rest = ws_read(server, scan_id, late[-1]["metadata"]["seq"], None)
     assert rest[-1]["type"] == "final"
-    assert fold(late + rest) == held_rows(server, scan_id)
+    assert fold_rows(late + rest) == held_rows(server, scan_id)
 
 
 def test_200_random_disconnects_over_sse_and_websocket_lose_and_repeat_nothing(server):
@@ -140,7 +129,7 @@ def test_200_random_disconnects_over_sse_and_websocket_lose_and_repeat_nothing(s
         assert got[-1]["type"] == "final" and seqs(got).count(got[-1]["metadata"]["seq"]) == 1
         assert seqs(got) == sorted(set(seqs(got))), f"{kind}: a message came twice"
         expected = expected or held_rows(server, scan_id)
-        assert fold(got) == expected, f"{kind}: a row was lost"
+        assert fold_rows(got) == expected, f"{kind}: a row was lost"
         compacted = [msg["type"] for msg in got if msg["metadata"].get("compacted")]
         assert "result" in compacted and "update" in compacted, \
             f"{kind}: no read was compacted both ways; the test would prove less"

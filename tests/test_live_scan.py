@@ -11,7 +11,7 @@ import time
 
 import jsonschema
 import pytest
-from helpers import wait_until
+from helpers import read_all, wait_until
 
 from technic_panel.api.openapi import openapi_spec
 from technic_panel.data.synthetic import SyntheticSource
@@ -23,20 +23,11 @@ from technic_panel.live.scan import LiveScan, feed_for
 from technic_panel.live.synthetic_feed import SyntheticFeed
 from technic_panel.streaming.contract import validate_message
 from technic_panel.streaming.manager import StreamManager
-from technic_panel.streaming.streamer import ResultStreamer, StreamEnded
+from technic_panel.streaming.streamer import ResultStreamer
 
 LIVE = {"symbols": 30, "live": True, "bar_interval": 0.1, "alert_cooldown": 0.3}
 
 
-def read_all(subscription, timeout: float = 60.0) -> list[dict]:
-    messages: list[dict] = []
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            messages.extend(subscription.get_batch(timeout=0.5))
-        except StreamEnded:
-            return messages
-        assert time.monotonic() < deadline, f"the stream did not end within {timeout} s"
 
 
 def of_type(messages: list[dict], *types: str) -> list[dict]:

@@ -7,7 +7,7 @@ import threading
 import time
 
 import pytest
-from helpers import FakeClock, wait_until
+from helpers import FakeClock, read_all, wait_until
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -24,7 +24,6 @@ from technic_panel.streaming.manager import (
     UnknownScan,
     default_manager,
 )
-from technic_panel.streaming.streamer import StreamEnded
 
 SMALL = {"symbols": 30}
 SLOW = {"symbols": 400, "latency_ms": 100}
@@ -66,17 +65,6 @@ class BrokenSource:
         raise AssertionError("never reached")
 
 
-def read_all(subscription, timeout: float = 30.0) -> list[dict]:
-    """Return every message the subscription delivers until it ends."""
-    messages: list[dict] = []
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            messages.extend(subscription.get_batch(timeout=0.5))
-        except StreamEnded:
-            return messages
-        if time.monotonic() > deadline:
-            pytest.fail(f"the stream did not end within {timeout} s: {subscription!r}")
 
 
 def run(manager: StreamManager, settings_: dict) -> tuple[str, list[dict]]:
