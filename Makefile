@@ -48,6 +48,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_memory.py
 	$(BIN)/python benchmarks/bench_signals.py
 	$(BIN)/python benchmarks/bench_store.py
+	$(BIN)/python benchmarks/bench_scale.py
+	$(BIN)/python benchmarks/bench_files.py
 	$(BIN)/python benchmarks/bench_live.py
 
 # The README's picture: the browser test's screenshot, written to docs/ instead of a temp file.

@@ -8,8 +8,9 @@ policy exists. The notebook and the CLI run as the user and use no policy
 (``policy=None``): they keep full freedom.
 
 =============================  ==========================================================
-``TECHNIC_DATA_DIRS``          folders ``path`` may point into (``os.pathsep``-separated);
-                               default none: ``source='files'`` is refused
+``TECHNIC_DATA_DIRS``          folders ``path`` and ``universe_path`` may point into
+                               (``os.pathsep``-separated); default none: ``source='files'``
+                               and ``source='store'`` are refused
 ``TECHNIC_DASK_SCHEDULER``     the only Dask scheduler the server uses; default a local
                                cluster. A request's ``scheduler`` is always refused
 ``TECHNIC_EXECUTORS``          executors a request may choose (comma-separated);
@@ -23,7 +24,8 @@ policy exists. The notebook and the CLI run as the user and use no policy
                                without anyone polling it (default 300)
 ``TECHNIC_MAX_HELD_MESSAGES``  most messages all held scans keep (default 100,000, about
                                1.4 GB); the oldest finished, unwatched scans go first
-``TECHNIC_MAX_FILE_MB``        largest data file a scan reads, in MB (default 256)
+``TECHNIC_MAX_FILE_MB``        largest price file a ``source='files'`` scan reads, in MB
+                               (default 256); a store is memory-mapped, never read whole
 ``TECHNIC_API_TOKEN``          the token(s) the API and the dashboard require, comma-
                                separated, one per client (unset: none). A client sees and
                                stops only the scans started with its own token
@@ -168,7 +170,8 @@ class ServerPolicy:
         """
         refused = PolicyError("ScanConfig.path must lie inside a folder the server's operator "
                               "allows (TECHNIC_DATA_DIRS)" + ("" if self.data_dirs else
-                              "; this server allows none, so source='files' is refused"),
+                              "; this server allows none, so source='files' and source='store' "
+                              "are refused"),
                               field="path")
         if not self.data_dirs:
             raise refused

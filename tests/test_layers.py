@@ -118,3 +118,10 @@ def test_no_module_outgrows_one_idea():
         warnings.warn(f"modules past {SPLIT_LINES} lines, due for a split: {due}",
                       stacklevel=1)
     assert {name: n for name, n in due.items() if n > MAX_LINES} == {}
+
+
+def test_the_data_layer_imports_neither_the_engine_nor_what_sits_above_it():
+    banned = ("technic_panel.engine", "technic_panel.streaming", "technic_panel.config",
+              "technic_panel.policy")
+    found = {label(path): bad for path in modules("data") if (bad := offending(path, banned))}
+    assert found == {}

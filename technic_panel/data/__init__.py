@@ -2,11 +2,13 @@
 
 from technic_panel.data.base import (
     OHLCV_COLUMNS,
+    PLAN_COLUMNS,
     SNAPSHOT_COLUMNS,
     UNIVERSE_COLUMNS,
     Bars,
     DataError,
     DataSource,
+    PlannableSource,
     TransientDataError,
 )
 from technic_panel.data.files import FileSource
@@ -16,8 +18,8 @@ from technic_panel.data.synthetic import SyntheticSource
 from technic_panel.data.throttle import RateLimiter, ThrottledSource
 
 __all__ = [
-    "OHLCV_COLUMNS", "SNAPSHOT_COLUMNS", "UNIVERSE_COLUMNS",
-    "Bars", "DataError", "DataSource", "TransientDataError",
+    "OHLCV_COLUMNS", "PLAN_COLUMNS", "SNAPSHOT_COLUMNS", "UNIVERSE_COLUMNS",
+    "Bars", "DataError", "DataSource", "PlannableSource", "TransientDataError",
     "FileSource", "RateLimiter", "SampleSource", "SyntheticSource", "ThrottledSource",
     "BarStore", "StoreError", "StoreInfo", "StoreSource", "WriteReport",
 ]

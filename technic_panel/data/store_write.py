@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from technic_panel.data.base import SNAPSHOT_COLUMNS, Bars, snapshot_from_bars
 from technic_panel.data.files import AVG_WINDOW
+from technic_panel.data.priority import priority_scores
 from technic_panel.data.store_layout import (
     BAR_SCHEMA,
     LAYOUT_VERSION,
@@ -198,8 +199,6 @@ def write_symbols(target: Path, frame: pd.DataFrame, metadata: dict[str, str]) -
     ``frame`` holds the locations, :data:`~technic_panel.data.base.PLAN_COLUMNS`,
     :data:`STATS_COLUMNS` and any extra universe columns, one row per symbol.
     """
-    from technic_panel.engine.prioritize import priority_scores
-
     frame = frame.copy()
     for column in ("date", "first_date"):
         frame[column] = frame[column].astype("datetime64[ns]")

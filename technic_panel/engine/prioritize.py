@@ -7,9 +7,9 @@ scan it orders. Each symbol gets a ``priority_score``, a ``priority_tier``
 (``high`` for the first 10%, ``medium`` for the next 30%, ``low`` for the rest)
 and a ``batch_number`` (1-based, ``batch_size`` symbols each).
 
-priority_score = z(return_21d) + 0.5 z(return_5d) + 0.25 z(sign(change) log rel_volume)
-+ 0.1 z(log dollar_volume); with previous ratings, 0.6 of it comes from their z-score.
-How much this helps is measured by :func:`top_k_capture` in ``benchmarks/bench_engine.py``.
+The score is :func:`~technic_panel.data.priority.priority_scores` (the data layer's,
+so a bar store keeps its plan in the same order at write time); how much it helps is
+measured by :func:`top_k_capture` in ``benchmarks/bench_engine.py``.
 
 A scan ranks progressively (:mod:`~technic_panel.engine.planner`): each time a part of
 the plan arrives it calls :func:`prioritize` on the symbols known so far, with the
@@ -24,44 +24,12 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from technic_panel.data.priority import priority_scores, snapshot_scores
+
+__all__ = ["TIER_SHARES", "priority_scores", "prioritize", "top_k_capture"]
+
 TIER_SHARES = (0.10, 0.30)
 """Shares of the ordered universe in the ``high`` and ``medium`` tiers; the rest is ``low``."""
-
-
-def _zscore(values: np.ndarray) -> np.ndarray:
-    """Return z-scores of ``values``: 0 where unknown or infinite, all 0 if they do not vary."""
-    values = np.where(np.isfinite(values), values, np.nan)
-    if np.count_nonzero(~np.isnan(values)) < 2:
-        return np.zeros(len(values))
-    spread = np.nanstd(values, ddof=1)
-    if not spread:
-        return np.zeros(len(values))
-    return np.nan_to_num((values - np.nanmean(values)) / spread, nan=0.0)
-
-
-def _scores(snapshot: pd.DataFrame, previous_ratings: pd.Series | None) -> np.ndarray:
-    """Return the priority score of each snapshot row, in row order (numpy: the hot path)."""
-    def column(name: str) -> np.ndarray:
-        return snapshot[name].to_numpy(dtype=float, na_value=np.nan)
-
-    direction = np.sign(np.nan_to_num(column("change_pct")))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        volume_push = direction * np.log(column("rel_volume"))
-        liquidity = np.log(column("dollar_volume"))
-    score = (_zscore(column("return_21d")) + 0.5 * _zscore(column("return_5d"))
-             + 0.25 * _zscore(volume_push) + 0.1 * _zscore(liquidity))
-    if previous_ratings is not None and len(previous_ratings):
-        prior = previous_ratings.reindex(snapshot["symbol"]).to_numpy(dtype=float,
-                                                                     na_value=np.nan)
-        score = np.where(np.isnan(prior), score, 0.4 * _zscore(score) + 0.6 * _zscore(prior))
-    return score
-
-
-def priority_scores(snapshot: pd.DataFrame,
-                    previous_ratings: pd.Series | None = None) -> pd.Series:
-    """Return a priority score per symbol (higher: scan sooner), indexed by symbol."""
-    return pd.Series(_scores(snapshot, previous_ratings),
-                     index=pd.Index(snapshot["symbol"], name="symbol"))
 
 
 def prioritize(symbols: Sequence[str], snapshot: pd.DataFrame | None,
@@ -79,7 +47,7 @@ def prioritize(symbols: Sequence[str], snapshot: pd.DataFrame | None,
     scores = np.full(len(symbols), np.nan)
     if snapshot is not None and len(snapshot):
         rows = pd.Index(snapshot["symbol"]).get_indexer(symbols)
-        scores = np.where(rows >= 0, _scores(snapshot, previous_ratings)[rows], np.nan)
+        scores = np.where(rows >= 0, snapshot_scores(snapshot, previous_ratings)[rows], np.nan)
     order = np.lexsort((np.arange(len(symbols)), np.where(np.isnan(scores), np.inf, -scores)))
     position = np.arange(len(order))
     cut_high = int(np.ceil(TIER_SHARES[0] * len(order)))
