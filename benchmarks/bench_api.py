@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -34,6 +35,8 @@ RUNS = 5
 PACED = {"symbols": 600, "latency_ms": 100, "workers": 6, "seed": 5}
 """About 60 results a second for 10 s: a provider-bound scan, as in production."""
 FAN_OUT = (1, 100, 200)
+P99_TARGET_MS = {1: 5, 100: 20, 200: 40}
+"""Stream latency p99 targets by concurrent streams (issue 17)."""
 CLIENT_PROCESSES = 2
 """Processes the 100 and 200 streams are read in, so the clients are not the bottleneck."""
 CYCLES = 1000
@@ -135,8 +138,14 @@ async def read_streams(client: ScanClient, scan_id: str, first: int,
     return received
 
 
-def reader(url: str, scan_id: str, first: int, last: int) -> None:
-    """A reader process: print its deliveries and CPU seconds per wall second as JSON."""
+def reader(url: str, first: int, last: int) -> None:
+    """A reader process: say ready, read a scan id, print deliveries and CPU share as JSON.
+
+    It is started (and has imported everything) before the scan, so its streams go live
+    while the scan runs, however long a loaded machine takes to start a process.
+    """
+    print("ready", flush=True)
+    scan_id = sys.stdin.readline().strip()
     wall, cpu = time.perf_counter(), time.process_time()
     received = asyncio.run(read_streams(ScanClient(url), scan_id, first, last))
     share = (time.process_time() - cpu) / (time.perf_counter() - wall)
@@ -145,24 +154,35 @@ def reader(url: str, scan_id: str, first: int, last: int) -> None:
 
 async def latency(client: ScanClient, server: Server, streams: int) -> dict:
     """Seconds from emission to receipt once all streams are live, and the CPU shares."""
-    scan_id = await client.astart(PACED)
-    server_cpu, wall = server.cpu_seconds(), time.perf_counter()
     if streams == 1:
-        cpu = time.process_time()
+        scan_id = await client.astart(PACED)
+        server_cpu, wall, cpu = server.cpu_seconds(), time.perf_counter(), time.process_time()
         received = await read_streams(client, scan_id, 0, 1)
         shares = [(time.process_time() - cpu) / (time.perf_counter() - wall)]
     else:
         cuts = [streams * i // CLIENT_PROCESSES for i in range(CLIENT_PROCESSES + 1)]
         readers = [await asyncio.create_subprocess_exec(
-            sys.executable, __file__, "--read", client.url, scan_id, str(a), str(b),
-            stdout=asyncio.subprocess.PIPE) for a, b in zip(cuts, cuts[1:], strict=False)]
-        outputs = [json.loads((await r.communicate())[0]) for r in readers]
+            sys.executable, __file__, "--read", client.url, str(a), str(b),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+            for a, b in zip(cuts, cuts[1:], strict=False)]
+        for process in readers:
+            await process.stdout.readline()
+        scan_id = await client.astart(PACED)
+        server_cpu, wall = server.cpu_seconds(), time.perf_counter()
+        for process in readers:
+            process.stdin.write(f"{scan_id}\n".encode())
+            process.stdin.close()
+        outputs = [json.loads(await process.stdout.read()) for process in readers]
+        for process in readers:
+            await process.wait()
         received = [stream for out in outputs for stream in out["received"]]
         shares = [out["cpu_share"] for out in outputs]
     server_share = (server.cpu_seconds() - server_cpu) / (time.perf_counter() - wall)
     live = max(per_stream[0][1] for per_stream in received)
     samples = [got - sent for per_stream in received for sent, got in per_stream
                if sent >= live]
+    if not samples:
+        raise RuntimeError(f"the {streams} streams went live only after the scan's last message")
     return {"samples": samples, "server_share": server_share, "client_share": max(shares)}
 
 
@@ -193,6 +213,7 @@ async def measure(server: Server) -> dict:
 
 
 def main() -> None:
+    load = os.getloadavg()[0]
     with Server() as server:
         figures = asyncio.run(measure(server))
     rows = ["| measure | result | target |", "|---|---|---|",
@@ -201,7 +222,7 @@ def main() -> None:
             f" ms) | {figures['first'] * 1000:.1f} ms | <= 50 ms |"]
     for streams, run in figures["latencies"].items():
         samples = run["samples"]
-        target = "p99 <= 100 ms" if streams == max(FAN_OUT) else ""
+        target = f"p99 <= {P99_TARGET_MS[streams]} ms"
         where = "1 process" if streams == 1 else f"{CLIENT_PROCESSES} processes"
         limit = "server" if run["server_share"] >= run["client_share"] else "client"
         rows.append(f"| stream latency, emission to client receipt, {streams} concurrent "
@@ -213,13 +234,14 @@ def main() -> None:
     rows.append(f"| server resident memory before / after {CYCLES:,} stream open/close "
                 f"cycles | {figures['before']:.0f} / {figures['after']:.0f} MB, "
                 f"{figures['after'] - figures['before']:+.1f} MB | flat within 10 MB |")
-    write_section("HTTP API", "\n".join(rows) + "\n" + METHOD)
+    write_section("HTTP API", "\n".join(rows) + "\n" + METHOD + "\nLoad average (1 min) at "
+                  f"the start / end: {load:.1f} / {os.getloadavg()[0]:.1f} (a shared machine).")
 
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--serve"]:
         serve(int(sys.argv[2]))
     elif sys.argv[1:2] == ["--read"]:
-        reader(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
+        reader(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     else:
         main()

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import statistics
 import sys
 import threading
 import time
+import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -25,6 +28,8 @@ from technic_panel.streaming.streamer import ResultStreamer, StreamEnded  # noqa
 SYMBOLS = 5000
 RUNS = 41
 SUBSCRIBERS = 100
+LATENCY_RUNS = 5
+"""Runs of each delivery-latency measure: the table gives the medians of their p50 and p99."""
 
 
 def drain(subscription, on_message=None) -> int:
@@ -167,21 +172,56 @@ def async_latency(flush_interval: float, messages: int = 1000, pace: float = 0.0
     return samples
 
 
+def latency_runs(measure: Callable[[], list[float]]) -> str:
+    """Run ``measure`` LATENCY_RUNS times; return "p50 / p99 ms" medians, each run's p99."""
+    runs = [measure() for _ in range(LATENCY_RUNS)]
+    p50 = statistics.median(percentile(samples, 50) for samples in runs) * 1000
+    p99s = [percentile(samples, 99) * 1000 for samples in runs]
+    return (f"{p50:.2f} / {statistics.median(p99s):.2f} ms (p99 of each run: "
+            f"{', '.join(f'{p99:.1f}' for p99 in p99s)})")
+
+
+def run_scans(scans: int, symbols: int, after_scan: Callable[[int], None]) -> None:
+    """Run ``scans`` consecutive scans through one StreamManager, each read to its end."""
+    manager = StreamManager(inactivity_timeout=0.5)
+    for i in range(scans):
+        drain(manager.subscribe(manager.start_stream({"symbols": symbols, "seed": 1})))
+        after_scan(i)
+    manager.shutdown()
+
+
 def memory(scans: int = 500, symbols: int = 200) -> tuple[float, float, float]:
     """Resident MB after 10 warm-up scans, after all ``scans``, and the peak in between."""
-    manager = StreamManager(inactivity_timeout=0.5)
-    config = {"symbols": symbols, "seed": 1}
-    before = peak = 0.0
-    for i in range(scans):
-        scan_id = manager.start_stream(config)
-        drain(manager.subscribe(scan_id))
+    marks = {"before": 0.0, "peak": 0.0}
+
+    def after_scan(i: int) -> None:
         if i == 9:
             gc.collect()
-            before = rss_mb()
-        peak = max(peak, rss_mb())
-    manager.shutdown()
+            marks["before"] = rss_mb()
+        marks["peak"] = max(marks["peak"], rss_mb())
+
+    run_scans(scans, symbols, after_scan)
     gc.collect()
-    return before, rss_mb(), peak
+    return marks["before"], rss_mb(), marks["peak"]
+
+
+def growth_by_line(scans: int = 500, symbols: int = 200, top: int = 10) -> list[str]:
+    """The Python allocations that grew most from scan 10 to scan ``scans``, by line.
+
+    ``python benchmarks/bench_stream.py --tracemalloc`` prints them (some minutes: tracing
+    slows the scans); it tells whether resident growth is objects we keep.
+    """
+    tracemalloc.start()
+    snapshots: list[tracemalloc.Snapshot] = []
+
+    def after_scan(i: int) -> None:
+        if i in (9, scans - 1):
+            gc.collect()
+            snapshots.append(tracemalloc.take_snapshot())
+
+    run_scans(scans, symbols, after_scan)
+    tracemalloc.stop()
+    return [str(stat) for stat in snapshots[1].compare_to(snapshots[0], "lineno")[:top]]
 
 
 def main() -> None:
@@ -199,9 +239,10 @@ def main() -> None:
     low, _, high = statistics.quantiles(ratios, n=4)
     floor = statistics.median(100 * (run[1] / run[0] - 1) for run in runs)
     rate, delivered = fan_out()
-    default_latency = latency(ResultStreamer.DEFAULT_FLUSH_INTERVAL)
-    unbatched = latency(0.0)
-    asynchronous = async_latency(ResultStreamer.DEFAULT_FLUSH_INTERVAL)
+    load = os.getloadavg()[0]
+    default_latency = latency_runs(lambda: latency(ResultStreamer.DEFAULT_FLUSH_INTERVAL))
+    unbatched = latency_runs(lambda: latency(0.0))
+    asynchronous = latency_runs(lambda: async_latency(ResultStreamer.DEFAULT_FLUSH_INTERVAL))
     before, after, peak = memory()
     body = "\n".join([
         "| measure | result | target |",
@@ -217,21 +258,23 @@ def main() -> None:
         f"({delivered:,} deliveries) | {rate:,.0f} messages/s | |",
         f"| delivery latency, add to receipt, one message a millisecond, {SUBSCRIBERS} "
         f"subscriber threads, default flush_interval "
-        f"{ResultStreamer.DEFAULT_FLUSH_INTERVAL * 1000:g} ms: p50 / p99 | "
-        f"{percentile(default_latency, 50) * 1000:.2f} / "
-        f"{percentile(default_latency, 99) * 1000:.2f} ms | p99 <= 5 ms |",
-        f"| the same, flush_interval 0: p50 / p99 | "
-        f"{percentile(unbatched, 50) * 1000:.2f} / {percentile(unbatched, 99) * 1000:.2f} ms | |",
+        f"{ResultStreamer.DEFAULT_FLUSH_INTERVAL * 1000:g} ms: p50 / p99, medians of "
+        f"{LATENCY_RUNS} runs | {default_latency} | p99 <= 5 ms |",
+        f"| the same, flush_interval 0: p50 / p99 | {unbatched} | |",
         f"| the same, {SUBSCRIBERS} `async for` subscribers on one event loop (as the API's "
         f"SSE and WebSocket handlers read), default flush_interval: p50 / p99 | "
-        f"{percentile(asynchronous, 50) * 1000:.2f} / "
-        f"{percentile(asynchronous, 99) * 1000:.2f} ms | p99 <= 5 ms |",
+        f"{asynchronous} | p99 <= 5 ms |",
         f"| resident memory across 500 consecutive 200-symbol scans through a StreamManager: "
         f"after scan 10 / after scan 500 (peak) | {before:.0f} / {after:.0f} MB "
         f"({peak:.0f} MB), {after - before:+.1f} MB | flat within 10 MB |",
     ])
-    write_section("Streaming core", body)
+    write_section("Streaming core", f"{body}\n\nLoad average (1 min) at the start of the latency "
+                                    f"runs / at the end: {load:.1f} / {os.getloadavg()[0]:.1f} "
+                                    "(a shared machine).")
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["--tracemalloc"]:
+        print("\n".join(growth_by_line()))
+    else:
+        main()

@@ -1,20 +1,23 @@
-"""The dashboard in a real JupyterLab page: ``Dashboard(controller)`` in a cell renders, streams.
+"""The dashboard in a real JupyterLab page, offline: a cell renders it, it streams, it fits.
 
 The issue asks that displaying ``Dashboard(ScanController())`` in JupyterLab renders and streams
-live. nbclient runs a notebook without a browser, so it cannot see that. This test starts a
-JupyterLab server, opens a notebook in headless Chromium, runs its one cell, clicks Start in
-the cell's output and watches the results table fill up. In a notebook Panel sends every
-update from the kernel over a Jupyter comm, which pyviz_comms' JupyterLab extension hands to
-BokehJS; rows arriving in the table prove that whole path works in JupyterLab. JupyterLab
-keeps its defaults but the news toast: in particular comm messages travel over a kernel
-subshell ("commsOverSubshells": "perCommTarget", with ipykernel 7), as for a user. It caught
-two bugs, both fixed: BokehJS could not lay out the table beside a collapsed Card, and rows
-were lost or doubled while the browser's messages ran on a subshell thread (see
-``technic_panel.ui.notebook.NotebookLayout``).
+live, with no internet, and that the README's notebook snippets run as written there. nbclient
+runs a notebook without a browser, so it cannot see that. These tests start a JupyterLab
+server, open a notebook in headless Chromium, run its cells, click Start in the cell's output
+and watch the results table fill up. In a notebook Panel sends every update from the kernel
+over a Jupyter comm, which pyviz_comms' JupyterLab extension hands to BokehJS; rows arriving in
+the table prove that whole path works in JupyterLab. JupyterLab keeps its defaults but the news
+toast: in particular comm messages travel over a kernel subshell ("commsOverSubshells":
+"perCommTarget", with ipykernel 7), as for a user. It caught two bugs, both fixed: BokehJS could
+not lay out the table beside a collapsed Card, and rows were lost or doubled while the
+browser's messages ran on a subshell thread (see ``technic_panel.ui.notebook.NotebookLayout``).
 
-Offline: Panel's notebook output loads BokehJS and Panel's JavaScript from cdn.bokeh.org and
-cdn.holoviz.org (the default, ``inline=False``). The page answers those requests with the same
-files of the installed bokeh and panel packages, so it loads what a user's browser would.
+Offline: every request that would leave the machine is failed (``offline_routes``), not
+answered, and recorded; the tests assert none was attempted. Panel's default notebook output
+(``inline=False``) loads BokehJS and Panel's JavaScript from cdn.bokeh.org and cdn.holoviz.org,
+so a cell renders offline only with ``pn.extension(inline=True)``; and not with
+``notifications=True`` besides, whose inlined Notyf throws "Notyf is not defined" (the
+dashboard's notices need no Panel notifications in a notebook: ``technic_panel.ui.notices``).
 """
 
 from __future__ import annotations
@@ -31,7 +34,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import unquote, urlsplit
 
 import pytest
 from browser_helpers import (
@@ -41,6 +43,7 @@ from browser_helpers import (
     TABLE_JS,
     UNIQUE_SYMBOLS_JS,
     count,
+    offline_routes,
     require_chromium,
     settled_rows,
     stat,
@@ -62,12 +65,15 @@ CELL = f"""import panel as pn
 from technic_panel.ui.controller import ScanController
 from technic_panel.ui.dashboard import Dashboard
 
-pn.extension(notifications=True)
+pn.extension(inline=True)
 controller = ScanController(symbols={SYMBOLS}, latency_ms=40, workers=4)
 Dashboard(controller)"""
-"""The notebook's one cell, as in notebooks/01_quickstart.ipynb; a scan of about 3 s."""
+"""The notebook's one cell, as in notebooks/01_quickstart.ipynb but inlined; a scan of about 3 s."""
 
+README = Path(__file__).resolve().parent.parent / "README.md"
 NOTEBOOK = "live.ipynb"
+CELL_WIDTH = 1440
+"""Viewport of the README test: JupyterLab with its file browser open, a cell of ~1,090 px."""
 FIRST_ROW_S = 10.0
 """Generous bound on the first row after Start (kernel, comm and a loaded machine)."""
 
@@ -108,12 +114,19 @@ def jupyter_env(home: Path) -> dict[str, str]:
     return {**os.environ, **{name: str(home / sub) for name, sub in dirs.items()}}
 
 
-def write_notebook(path: Path, source: str) -> None:
-    """Write a notebook of one code cell, for the project's Python 3 kernel."""
-    cell = {"cell_type": "code", "execution_count": None, "id": "dashboard", "metadata": {},
-            "outputs": [], "source": source}
+def readme_notebook_cells() -> list[str]:
+    """Return the Python blocks of the README's "In a notebook" section, as written there."""
+    section = re.search(r"^## In a notebook\n(.*?)^## ", README.read_text(), re.M | re.S)
+    assert section, 'README.md has no "## In a notebook" section'
+    return re.findall(r"^```python\n(.*?)^```", section[1], re.M | re.S)
+
+
+def write_notebook(path: Path, sources: list[str]) -> None:
+    """Write a notebook of one code cell per source, for the project's Python 3 kernel."""
+    cells = [{"cell_type": "code", "execution_count": None, "id": f"cell{i}", "metadata": {},
+              "outputs": [], "source": source} for i, source in enumerate(sources)]
     kernel = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
-    path.write_text(json.dumps({"cells": [cell], "metadata": {"kernelspec": kernel},
+    path.write_text(json.dumps({"cells": cells, "metadata": {"kernelspec": kernel},
                                 "nbformat": 4, "nbformat_minor": 5}))
 
 
@@ -140,69 +153,49 @@ def jupyterlab(root: Path, home: Path, timeout: float = 90.0) -> Iterator[tuple[
                 process.wait()
 
 
-def cdn_file(url: str) -> Path | None:
-    """Return the installed file a Bokeh or Panel CDN URL of the installed versions names."""
-    import bokeh
-    import panel
-
-    parts = urlsplit(url)
-    path = unquote(parts.path)
-    if parts.hostname == "cdn.bokeh.org":
-        name = re.fullmatch(rf"/bokeh/release/(bokeh(?:-\w+)?)-{re.escape(bokeh.__version__)}"
-                            r"\.min\.js", path)
-        if name:
-            return Path(bokeh.__file__).parent / "server/static/js" / f"{name[1]}.min.js"
-    prefix = f"/panel/{panel.__version__}/dist/"
-    if parts.hostname == "cdn.holoviz.org" and path.startswith(prefix):
-        return Path(panel.__file__).parent / "dist" / path.removeprefix(prefix)
-    return None
-
-
-def serve_cdn_locally(page: Page, unanswered: list[str]) -> None:
-    """Answer Bokeh and Panel CDN requests from the installed packages; abort other external ones.
-
-    Requests that cannot be answered so are aborted and kept in ``unanswered``.
-    """
-    def handle(route) -> None:
-        path = cdn_file(route.request.url)
-        if path is not None and path.is_file():
-            route.fulfill(path=path)
-        else:
-            unanswered.append(route.request.url)
-            route.abort()
-
-    local = ("http://127.0.0.1", "ws://127.0.0.1", "blob:", "data:")
-    page.route(lambda url: not url.startswith(local), handle)
-
-
-@pytest.fixture
-def lab_page(tmp_path):
-    """Open the dashboard notebook in JupyterLab; collect errors in ``page.errors``.
+@contextlib.contextmanager
+def lab_page(root: Path, home: Path, sources: list[str], width: int = 1600) -> Iterator[Page]:
+    """Open a notebook of ``sources`` in JupyterLab, offline; collect errors in ``page.errors``.
 
     ``page.errors`` holds every console error and uncaught exception; nothing is ignored
     (JupyterLab logs none in this setup), so any Bokeh, Panel or comm error fails the test.
-    ``page.unanswered`` holds external requests that were aborted.
+    ``page.outside`` lists the requests that would have left the machine (all failed).
     """
     require_chromium()
     pytest.importorskip("jupyterlab", reason="jupyterlab is not installed (pip install -e .[test])")
     from playwright.sync_api import sync_playwright
 
-    root, home = tmp_path / "root", tmp_path / "home"
     root.mkdir()
-    write_notebook(root / NOTEBOOK, CELL)
+    write_notebook(root / NOTEBOOK, sources)
     with jupyterlab(root, home) as (base, token), sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1600, "height": 1200})
-            page.errors, page.unanswered = [], []
+            page = browser.new_page(viewport={"width": width, "height": 1200})
+            page.errors = []
             page.on("console", lambda msg: page.errors.append(msg.text) if msg.type == "error"
                     else None)
             page.on("pageerror", lambda exc: page.errors.append(exc.stack or str(exc)))
-            serve_cdn_locally(page, page.unanswered)
+            page.outside = offline_routes(page)
             page.goto(f"{base}/lab/tree/{NOTEBOOK}?token={token}")
             yield page
         finally:
             browser.close()
+
+
+@pytest.fixture
+def quickstart_page(tmp_path):
+    """JupyterLab, offline, on a notebook of :data:`CELL`."""
+    with lab_page(tmp_path / "root", tmp_path / "home", [CELL]) as page:
+        yield page
+
+
+@pytest.fixture
+def readme_page(tmp_path):
+    """JupyterLab, offline, :data:`CELL_WIDTH` wide, on the README's notebook snippets."""
+    cells = readme_notebook_cells()
+    assert any("Dashboard(" in cell for cell in cells), "the README shows no dashboard cell"
+    with lab_page(tmp_path / "root", tmp_path / "home", cells, CELL_WIDTH) as page:
+        yield page
 
 
 def run_dashboard_cell(page: Page) -> None:
@@ -213,22 +206,22 @@ def run_dashboard_cell(page: Page) -> None:
     wait_for_table(page, timeout=60_000)
 
 
-def visible_start_button(page: Page) -> Locator:
+def visible_start_button(page: Page, timeout: float = 20_000) -> Locator:
     """Return the Start button of the cell's output once visible; fail with the page's errors."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
     output = page.locator(".jp-Cell .jp-OutputArea").first
     start = output.get_by_role("button", name="Start", exact=True)
     try:
-        start.wait_for(state="visible", timeout=20_000)
+        start.wait_for(state="visible", timeout=timeout)
     except PlaywrightTimeoutError:
         pytest.fail(f"the dashboard did not render (no visible Start); page errors: "
-                    f"{page.errors}; aborted requests: {page.unanswered}")
+                    f"{page.errors}; failed requests off the machine: {page.outside}")
     return start
 
 
-def test_the_dashboard_renders_and_streams_live_in_jupyterlab(lab_page):
-    page = lab_page
+def test_the_dashboard_renders_and_streams_live_in_jupyterlab(quickstart_page):
+    page = quickstart_page
     run_dashboard_cell(page)
     start = visible_start_button(page)
     assert page.errors == [], "rendering the dashboard logged errors"
@@ -252,4 +245,50 @@ def test_the_dashboard_renders_and_streams_live_in_jupyterlab(lab_page):
         count(page, "rows") == SYMBOLS
     assert page.evaluate(UNIQUE_SYMBOLS_JS) == SYMBOLS, "a symbol arrived twice"
     assert len(state["painted"]) >= 10, "the table paints no rows"
-    assert page.errors == [] and page.unanswered == []
+    assert page.errors == [] and page.outside == []
+
+
+OVERFLOW_JS = """(output) => {
+  const limit = output.closest(".jp-Cell").getBoundingClientRect().right + 1, over = [];
+  const name = (el) => `${el.tagName.toLowerCase()}.${el.className}`;
+  const walk = (el) => {
+    const box = el.getBoundingClientRect();
+    if (box.width > 0 && box.right > limit) over.push(`${name(el)} right ${Math.round(box.right)}`);
+    if (el.matches(".slick-viewport, .slick-header")) return;  // the grid's own scrolling
+    for (const child of [...el.children, ...(el.shadowRoot?.children ?? [])]) walk(child);
+  };
+  walk(output);
+  const areas = output.querySelectorAll(".jp-OutputArea-child, .jp-OutputArea-output");
+  for (const el of [output, ...areas]) {
+    if (el.scrollWidth > el.clientWidth + 1) over.push(`${name(el)} scrolls ${el.scrollWidth}`);
+  }
+  return {limit: Math.round(limit), over: over.slice(0, 8)};
+}"""
+"""What sticks out past the right edge of the cell of ``output``, shadow roots included (the
+results grid scrolls its own columns), or makes the output area scroll sideways."""
+
+
+def test_the_readme_notebook_snippets_run_as_written_in_jupyterlab_offline(readme_page):
+    page = readme_page
+    page.wait_for_function(KERNEL_IDLE_JS, timeout=90_000)
+    page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    start = visible_start_button(page, timeout=60_000)
+    cells = page.locator(".jp-Notebook .jp-CodeCell")
+    frame = cells.nth(1).locator(".jp-OutputArea-output table.dataframe")
+    frame.wait_for(timeout=60_000)
+    assert frame.locator("tbody tr").count() == 5, "the DataFrame cell shows no top five"
+    assert stat(page, "status") == "idle" and table_state(page)["received"] == 0
+
+    start.click()
+    page.wait_for_function(f"() => {TABLE_JS}.model.source.get_length() > 0",
+                           timeout=FIRST_ROW_S * 1000)
+    toast = cells.first.locator(".notice", has_text="STRONG_BUY")
+    toast.first.wait_for(timeout=15_000)
+    wait_finished(page)
+    rows = settled_rows(page, timeout=10.0)
+    assert rows > 0 and len(table_state(page)["painted"]) >= 10, "the table paints no rows"
+
+    assert page.errors == [], "the README's cells logged errors"
+    assert page.outside == [], "the notebook tried to leave the machine"
+    fits = cells.first.locator(".jp-OutputArea").evaluate(OVERFLOW_JS)
+    assert fits["over"] == [], f"the dashboard spills past the cell (right edge {fits['limit']})"

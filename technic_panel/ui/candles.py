@@ -2,7 +2,8 @@
 
 :func:`candlestick` builds the four panes on one shared date axis, with a crosshair whose
 vertical line follows the mouse in every pane, a hover that reads the bar (OHLC, volume,
-SMA 50/200, RSI, MACD) and the row's trade plan as three horizontal lines (:class:`PlanLines`).
+SMA 50/200, Bollinger, RSI, MACD) and the row's trade plan as three horizontal lines
+(:class:`PlanLines`).
 :func:`view_window` opens it on the last six months, scaled to them; panning or zooming
 re-fits the price axis to the bars in view (a small CustomJS on the date range).
 Labels are drawn on the canvas, so text from data is never HTML.
@@ -45,8 +46,10 @@ _BAR_MS = 0.7 * 24 * 3600 * 1000
 
 TOOLTIPS = [("date", "@date{%F}"), ("open", "@open{0,0.00}"), ("high", "@high{0,0.00}"),
             ("low", "@low{0,0.00}"), ("close", "@close{0,0.00}"), ("volume", "@volume{0.0a}"),
-            ("SMA 50 / 200", "@sma_50{0,0.00} / @sma_200{0,0.00}"), ("RSI 14", "@rsi_14{0.0}"),
-            ("MACD / signal", "@macd{0.00} / @macd_signal{0.00}")]
+            ("SMA 50 / 200", "@sma_50{0,0.00} / @sma_200{0,0.00}"),
+            ("Bollinger", "@bb_lower{0,0.00} to @bb_upper{0,0.00}"), ("RSI 14", "@rsi_14{0.0}"),
+            ("MACD / signal", "@macd{0.00} / @macd_signal{0.00}"),
+            ("MACD hist", "@macd_hist{0.00}")]
 """What the hover shows of the bar under the mouse, in every pane."""
 
 _REFIT_CODE = """

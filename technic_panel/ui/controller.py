@@ -24,6 +24,11 @@ the browser's messages run on kernel threads of their own while the periodic cal
 the main one. So every method that changes the controller's models holds
 :attr:`~ScanController.document_lock`, which the notebook layout holds while it applies the
 browser's messages.
+
+Live (``live=True``): the rows a bar changed are patched in place, with the live marks of
+:mod:`~technic_panel.ui.table` (cells to flash, the ``new`` marker for ``new_bars`` bars);
+the alerts, bars per second, feed clock and update latency
+(:mod:`~technic_panel.ui.live_outputs`) are outputs like the others.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from technic_panel.policy import ServerPolicy
 from technic_panel.streaming.manager import StreamManager, default_manager
 from technic_panel.streaming.streamer import StreamEnded, Subscription
 from technic_panel.streaming.tally import ScanTally
+from technic_panel.ui.live_outputs import LiveFigures
 from technic_panel.ui.outputs import PauseClock, counters, failures, outcome, row_dates
 from technic_panel.ui.rescoring import rescore_message, rescore_rows
 from technic_panel.ui.table import TABLE_COLUMNS, ResultsTable, columns, error_columns
@@ -135,6 +141,21 @@ class ScanController(ScanConfig):
     last_seq = param.Integer(default=0, constant=True, doc="Seq of the last message applied.")
     rescored = param.Integer(default=0, constant=True,
                              doc="How often the rows received were re-scored (a strategy change).")
+    new_bars = param.Integer(default=3, bounds=(1, 1000),
+                             doc="Bars a live row that entered keeps its new marker.")
+    alerts = param.List(default=[], constant=True,
+                        doc="A live scan's latest alerts, newest first (bounded).")
+    new_alerts = param.List(default=[], constant=True,
+                            doc="The alerts of the latest update, oldest first.")
+    alerts_total = param.Integer(default=0, constant=True, doc="Alerts received.")
+    bars_per_second = param.Number(default=None, allow_None=True, constant=True,
+                                   doc="Bars a live scan scores per second.")
+    feed_clock = param.String(default=None, allow_None=True, constant=True,
+                              doc="The latest bar_time applied (the live feed's clock).")
+    update_latency_ms = param.Number(default=None, allow_None=True, constant=True,
+                                     doc="Median ms from a bar's feed_time to its row applied.")
+    update_latency_ms_p99 = param.Number(default=None, allow_None=True, constant=True,
+                                         doc="99th percentile of the same latency.")
     strategy_error = param.String(default=None, allow_None=True, constant=True,
                                   doc="Why the strategy settings cannot score (None: they can).")
 
@@ -151,7 +172,8 @@ class ScanController(ScanConfig):
         self._callback: pn.io.PeriodicCallback | None = None
         self._owned = False
         self._tally = ScanTally()
-        self._table = ResultsTable()
+        self._table = ResultsTable(self.new_bars)
+        self._live = LiveFigures()
         self._session_docs: list = []
         self.document_lock = threading.RLock()
         """Held while the controller's models change; hold it to change them from elsewhere."""
@@ -321,7 +343,8 @@ class ScanController(ScanConfig):
         return self._subscription
 
     def _reset(self, scan_id: str, status: str, *, owned: bool) -> None:
-        self._tally, self._table = ScanTally(), ResultsTable()
+        self._tally, self._table = ScanTally(), ResultsTable(self.new_bars)
+        self._live = LiveFigures()
         self._owned = owned
         self._pauses, self._dates, self._scorer = PauseClock(), {}, None
         self.cds.selected.indices = []
@@ -331,7 +354,8 @@ class ScanController(ScanConfig):
         defaults = {name: self.param[name].default for name in (
             "processed", "total", "rows", "rate", "eta", "elapsed", "signal_counts",
             "mean_rating", "best_symbol", "errors", "outcome", "reason", "strong_buys",
-            "last_seq")}
+            "last_seq", "alerts", "new_alerts", "alerts_total", "bars_per_second", "feed_clock",
+            "update_latency_ms", "update_latency_ms_p99")}
         self._set(**defaults, scan_id=scan_id, status=status)
 
     def _set(self, **values: Any) -> None:
@@ -360,6 +384,10 @@ class ScanController(ScanConfig):
         self._table.replace(self.cds, self._tally.rows)
         self._set(**counters(self._tally, self._pauses.seconds()), strategy_error=None,
                   rescored=self.rescored + 1)
+
+    @param.depends("new_bars", watch=True)
+    def _follow_new_bars(self) -> None:
+        self._table.new_bars = self.new_bars
 
     @param.depends("update_period", watch=True)
     def _follow_update_period(self) -> None:
@@ -415,16 +443,20 @@ class ScanController(ScanConfig):
         if self._scorer is not None:
             messages = [rescore_message(message, self._scorer) for message in messages]
         self._dates.update(row_dates(messages))
+        alerts = self._live.add_all(messages)
+        self._table.advance(self._live.bars)
         for change in tally.add_all(messages):
             self._table.note(change)
             if change.became("STRONG_BUY"):
                 strong.append(change.symbol)
         self._table.flush(self.cds, tally.rows)
+        self._live.applied()
         failed = failures(messages)
         if failed:
             self.error_rows.stream(error_columns(failed))
         values = {**counters(tally, self._pauses.seconds()), "errors": tally.errors,
-                  "strong_buys": strong, "last_seq": tally.last_seq}
+                  "strong_buys": strong, "last_seq": tally.last_seq,
+                  **self._live.outputs(), "new_alerts": alerts}
         if tally.final is not None:
             values.update(outcome(tally.final))
         if tally.processed != self.processed or tally.final is not None:

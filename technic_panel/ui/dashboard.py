@@ -21,6 +21,13 @@ Fast design without its web font; Panel serves its JavaScript itself); in a note
 ``pn.extension(inline=True)`` inlines it, and notices need no JavaScript of their own
 (:mod:`~technic_panel.ui.notices`).
 
+Live scans (``live=True``): changed rows are patched in place and their changed cells
+flash (:mod:`~technic_panel.ui.live_cells`), a "New" column marks the rows that entered
+within the controller's ``new_bars`` bars, the alerts panel lists the latest alerts
+(:mod:`~technic_panel.ui.alerts_panel`) and each burst of them is one toast; the stats add
+bars per second, the feed clock and the update latency. The browser's sort and filter
+apply to patched rows as to new ones, so they hold while rows change.
+
 No HTML from data: every text built from input or data (notices, stats, titles) is escaped
 where it becomes HTML; tables, labels and the watch list render text, not HTML.
 """
@@ -29,13 +36,12 @@ from __future__ import annotations
 
 import io
 import json
-import time
 import urllib.parse
 from typing import Any
 
 import panel as pn
 import param
-from bokeh.models import ColumnDataSource
+from bokeh.models import ColumnDataSource, InlineStyleSheet
 from panel.io.resources import CDN_DIST
 from panel.theme import Fast
 
@@ -43,13 +49,14 @@ from technic_panel.config import ScanConfig, source_for
 from technic_panel.data import DataError
 from technic_panel.streaming.export import csv_text
 from technic_panel.streaming.manager import TooManyScans, UnknownScan
-from technic_panel.ui import charts, columns, stats
+from technic_panel.ui import charts, columns, live_cells, stats
+from technic_panel.ui.alerts_panel import RULES, AlertsPanel
 from technic_panel.ui.candles import SymbolChart, candle_data
 from technic_panel.ui.colors import ACCENT
 from technic_panel.ui.controller import ScanController
 from technic_panel.ui.markup import HTMLBox
 from technic_panel.ui.notebook import NotebookLayout
-from technic_panel.ui.notices import POSITION, Notices, served
+from technic_panel.ui.notices import POSITION, Batches, Notices, served
 from technic_panel.ui.sidebar import Settings, scan_label
 from technic_panel.vocabulary import ACTIVE_STATUSES, SIGNALS
 
@@ -58,6 +65,9 @@ WATCH_REFRESH_MS = 2000
 
 TOAST_INTERVAL = 3.0
 """Least seconds between two STRONG_BUY toasts; symbols in between join the next one."""
+
+ALERT_TOAST_INTERVAL = 3.0
+"""Least seconds between two alert toasts; alerts in between join the next one."""
 
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"
 """The page's font: the system's own, so nothing is fetched."""
@@ -107,8 +117,10 @@ class Dashboard(pn.viewable.Viewer):
         self._chart = SymbolChart()
         self._symbol: str | None = None
         self.notices = Notices(controller.document_lock)
-        self._pending_toast: list[str] = []
-        self._last_toast = float("-inf")
+        self._strong_toasts = Batches(TOAST_INTERVAL)
+        self._alert_toasts = Batches(ALERT_TOAST_INTERVAL)
+        self._alerts = AlertsPanel()
+        self._live = False
         self._errors_told = False
         self._url_problems: set[str] = set()
         self.settings = Settings(controller)
@@ -150,15 +162,19 @@ class Dashboard(pn.viewable.Viewer):
         self._progress = pn.indicators.Progress(value=0, max=1, sizing_mode="stretch_width",
                                                 bar_color="success", height=10)
         self._columns = columns.view_columns()
+        self._marker = live_cells.new_column()
         self.table = columns.results_table(controller.cds, self._view, self._columns["Overview"])
+        self.table.stylesheets = [*self.table.stylesheets, InlineStyleSheet(css=live_cells.CSS)]
         arrange = columns.arrange_callback([self.table])
         controller.cds.js_on_change("streaming", arrange)
+        controller.cds.js_on_change("patching",
+                                    live_cells.flash_callback(controller.cds, [self.table]))
         self._view_choice = pn.widgets.RadioButtonGroup(options=list(columns.VIEWS),
                                                         value="Overview", button_style="outline")
         self._view_choice.param.watch(self._on_view, "value")
         results = pn.Column(self._view_choice,
                             pn.pane.Bokeh(self.table, sizing_mode="stretch_width",
-                                          stylesheets=[columns.TABLE_CSS]),
+                                          stylesheets=[columns.TABLE_CSS, live_cells.CSS]),
                             sizing_mode="stretch_width")
         errors = pn.pane.Bokeh(columns.errors_table(controller.error_rows),
                                sizing_mode="stretch_width", stylesheets=[columns.TABLE_CSS])
@@ -187,8 +203,8 @@ class Dashboard(pn.viewable.Viewer):
 
     def main(self) -> list:
         """Return the main area: stats, progress, notices, filters, table, chart, charts."""
-        return [self._stats.pane, self._progress, self.notices.strip.pane, self._filters,
-                self._hint.pane, self._tabs, self._symbol_card, self._charts]
+        return [self._stats.pane, self._progress, self.notices.strip.pane, self._alerts.pane,
+                self._filters, self._hint.pane, self._tabs, self._symbol_card, self._charts]
 
     def __panel__(self) -> pn.viewable.Viewable | pn.template.BaseTemplate:
         """Return the view: a FastListTemplate in a server session, else a plain layout."""
@@ -237,10 +253,27 @@ class Dashboard(pn.viewable.Viewer):
     def _on_view(self, event: param.parameterized.Event) -> None:
         """Show the columns of the view chosen (the browser re-sorts the new grid)."""
         with self.controller.document_lock:
-            self.table.columns = self._columns[event.new]
+            self.table.columns = self._shown_columns(event.new)
         pn.io.push_notebook(self._tabs)
 
+    def _shown_columns(self, view: str) -> list:
+        """Return the columns of ``view``, with the "New" marker in a live scan."""
+        shown = self._columns[view]
+        return live_cells.with_marker(shown, self._marker) if self._live else shown
+
     def _run(self, action) -> None:
+        """Run a button's ``action`` on the next tick when served, else now.
+
+        Panel 1.9.4 runs a click that arrives while a widget change is pending (the symbol
+        search's, say) in a coroutine without the document lock; the action changes Bokeh
+        models, so it waits for a next-tick callback, which holds the lock.
+        """
+        if served():
+            pn.state.execute(lambda: self._act(action), schedule=True)
+        else:
+            self._act(action)
+
+    def _act(self, action) -> None:
         try:
             action()
         except (ValueError, TooManyScans, UnknownScan) as exc:
@@ -297,12 +330,16 @@ class Dashboard(pn.viewable.Viewer):
         if "scan_id" in names:
             self._download.filename = f"{c.scan_id or 'scan'}.csv"
             self._symbol_card.visible, self._symbol = False, None
-            self._pending_toast.clear()
+            self._strong_toasts.pending.clear()
+            self._alert_toasts.pending.clear()
+            self._follow_live()
             self._errors_told = False
             self._refresh_watch_list()
         if "last_seq" in names:
             self._toast_strong_buys(c.strong_buys)
+            self._toast_alerts(c.new_alerts)
             self._toast_errors()
+        self._alerts.show(self._live, c.alerts, c.alerts_total)
         pn.io.push_notebook(self._tabs)
 
     def _on_strategy_error(self, event: param.parameterized.Event) -> None:
@@ -314,15 +351,33 @@ class Dashboard(pn.viewable.Viewer):
         self._stats.text = stats.stats_html(self.controller, shown)
         self._hint.text = stats.hint_html(self.controller, shown)
 
+    def _follow_live(self) -> None:
+        """Show the live marks and panel when the scan shown is live, hide them otherwise."""
+        config = self.controller.scan_config
+        live = bool(config is not None and config.live)
+        if live != self._live:
+            self._live = live
+            with self.controller.document_lock:
+                self.table.columns = self._shown_columns(self._view_choice.value)
+
+    def _ended(self) -> bool:
+        return self.controller.status not in ACTIVE_STATUSES | {"idle"}
+
     def _toast_strong_buys(self, symbols: list[str]) -> None:
         """Toast new STRONG_BUYs: at most one toast per update and per TOAST_INTERVAL."""
-        self._pending_toast.extend(symbols)
-        now = time.monotonic()
-        ended = self.controller.status not in ACTIVE_STATUSES | {"idle"}
-        if self._pending_toast and (ended or now - self._last_toast >= TOAST_INTERVAL):
-            symbols, self._pending_toast, self._last_toast = self._pending_toast, [], now
+        symbols = self._strong_toasts.take(symbols, now=self._ended())
+        if symbols:
             more = f" and {len(symbols) - 3} more" if len(symbols) > 3 else ""
             self.notices.notify("success", f"STRONG_BUY: {', '.join(symbols[:3])}{more}")
+
+    def _toast_alerts(self, alerts: list[dict[str, Any]]) -> None:
+        """Toast new alerts: at most one toast per update and per ALERT_TOAST_INTERVAL."""
+        alerts = self._alert_toasts.take(alerts, now=self._ended())
+        if alerts:
+            said = [f"{alert['symbol']} {RULES.get(alert['rule'], alert['rule'])} "
+                    f"({alert['signal']})" for alert in alerts[-3:]]
+            more = f" and {len(alerts) - 3} more" if len(alerts) > 3 else ""
+            self.notices.notify("info", f"Alert: {'; '.join(reversed(said))}{more}")
 
     def _toast_errors(self) -> None:
         """Toast once per scan, when its first symbols fail (the Errors tab lists them all)."""

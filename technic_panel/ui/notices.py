@@ -38,6 +38,30 @@ _STRIP_CSS = """
 """
 
 
+class Batches:
+    """Collect items to tell; hand them over at most once per ``interval`` seconds.
+
+    What arrives in between joins the next batch, so a burst makes one toast, not many.
+    """
+
+    def __init__(self, interval: float, clock: Any = time.monotonic) -> None:
+        self.interval, self._clock = interval, clock
+        self.pending: list[Any] = []
+        self._last = float("-inf")
+
+    def __repr__(self) -> str:
+        return f"Batches(interval={self.interval}, pending={len(self.pending)})"
+
+    def take(self, items: list[Any], now: bool = False) -> list[Any]:
+        """Add ``items``; return the batch due (all pending if ``now``), else ``[]``."""
+        self.pending.extend(items)
+        moment = self._clock()
+        if not self.pending or not (now or moment - self._last >= self.interval):
+            return []
+        batch, self.pending, self._last = self.pending, [], moment
+        return batch
+
+
 def served() -> bool:
     """Whether this runs in a server session (``panel serve``), not a notebook or a script."""
     doc = pn.state.curdoc

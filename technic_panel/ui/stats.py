@@ -68,9 +68,26 @@ def stats_html(c: Any, shown: int) -> str:
         _card("ETA", eta),
         _card("Signals", _signals(c.signal_counts), wide=True),
         _card("Best", f'<span data-testid="best">{html.escape(c.best_symbol or "")}</span>'),
+        *live_cards(c),
     ]
     return ('<div class="stats">' + "".join(cards) + '<span hidden data-testid="scan-id">'
             f'{html.escape(c.scan_id or "")}</span></div>')
+
+
+def live_cards(c: Any) -> list[str]:
+    """Return the live scan's cards (bars per second, feed clock, update latency); else none.
+
+    The latency runs from a bar's ``feed_time`` to its row applied to the table: p50 / p99.
+    """
+    if c.scan_config is None or not c.scan_config.live:
+        return []
+    clock = html.escape((c.feed_clock or "").replace("T", " ").removesuffix("Z"))
+    return [
+        _card("Bars", _num(c.bars_per_second, ",.0f", "bars-per-second") + " /s"),
+        _card("Feed clock", f'<span data-testid="feed-clock">{clock}</span>'),
+        _card("Update latency", _num(c.update_latency_ms, ",.0f", "latency") + " / "
+              + _num(c.update_latency_ms_p99, ",.0f", "latency-p99") + " ms"),
+    ]
 
 
 def hint_html(c: Any, shown: int) -> str:

@@ -6,6 +6,13 @@ on the document's thread (it touches the Bokeh source only in :meth:`ResultsTabl
 The source holds the columns the table's views show (:data:`TABLE_COLUMNS`), two of them
 derived from the trade plan (:func:`plan_distances`); the full results stay with the
 controller.
+
+Live, three more columns (:data:`LIVE_COLUMNS`) carry what the view marks: ``flash``, the
+table fields the row's last update changed, and ``flashes``, a count that rises with each
+change (the browser flashes those cells when it sees the count rise); ``new``, ``"new"``
+while the row entered (first arrived live, or entered the filter) within the last
+``new_bars`` bars of the feed clock (:meth:`ResultsTable.advance`). Changed rows are
+patched in place, never streamed again.
 """
 
 from __future__ import annotations
@@ -32,14 +39,39 @@ entry, in percent of it (:func:`plan_distances`).
 """
 
 TABLE_COLUMNS = TEXT_COLUMNS + NUMBER_COLUMNS
-"""Columns of :attr:`ScanController.cds`: one row per symbol, in arrival order."""
+"""Result columns of :attr:`ScanController.cds`: one row per symbol, in arrival order."""
+
+LIVE_COLUMNS = ("new", "flash", "flashes")
+"""The live marks of each row (see the module docs); blank outside a live scan."""
+
+_PLAN = {"entry", "stop", "target"}
+
+
+class LiveMarks:
+    """One row's live marks: its new marker, the fields that last changed and how often."""
+
+    __slots__ = ("new", "flash", "flashes", "entered")
+
+    def __init__(self) -> None:
+        self.new, self.flash, self.flashes = "", "", 0.0
+        self.entered: int | None = None
+        """The feed-clock bar the row entered at (None: not new)."""
+
+    def cells(self) -> dict[str, Any]:
+        """Return the row's :data:`LIVE_COLUMNS` cells."""
+        return {"new": self.new, "flash": self.flash, "flashes": self.flashes}
 
 
 class ResultsTable:
     """Which symbols :attr:`ScanController.cds` shows, where, and what it has not been sent."""
 
-    def __init__(self) -> None:
+    def __init__(self, new_bars: int = 3) -> None:
         self.index: dict[str, int] = {}
+        self.new_bars = new_bars
+        """A row that entered within this many bars of the feed clock is marked new."""
+        self.marks: dict[str, LiveMarks] = {}
+        self.bar = 0
+        """Bars of the feed clock so far (:meth:`advance`)."""
         self._new: list[str] = []
         self._changed: set[str] = set()
 
@@ -49,10 +81,38 @@ class ResultsTable:
 
     def note(self, change: RowChange) -> None:
         """Remember a row to stream (a new symbol) or to patch (one the table shows)."""
+        self._mark(change)
         if change.previous is None:
             self._new.append(change.symbol)
         elif change.symbol in self.index:
             self._changed.add(change.symbol)
+
+    def advance(self, bars: int) -> None:
+        """Move the feed clock to ``bars``; rows that entered ``new_bars`` ago lose the marker."""
+        self.bar = bars
+        for symbol, marks in self.marks.items():
+            if marks.entered is not None and bars - marks.entered >= self.new_bars:
+                marks.new, marks.entered = "", None
+                if symbol in self.index:
+                    self._changed.add(symbol)
+
+    def _mark(self, change: RowChange) -> None:
+        """Note a live row's changed fields and whether it entered just now."""
+        row, previous = change.row, change.previous
+        if row.get("bar_time") is None:
+            return
+        marks = self.marks.setdefault(change.symbol, LiveMarks())
+        entered = previous is None or (previous.get("in_filter") is False
+                                       and row.get("in_filter") is True)
+        if entered:
+            marks.new, marks.entered = "new", self.bar
+        if previous is not None:
+            changed = set(row.get("changed") or ())
+            if changed & _PLAN:
+                changed |= {"risk_pct", "reward_pct"}
+            fields = [name for name in TABLE_COLUMNS if name in changed]
+            if fields:
+                marks.flash, marks.flashes = " ".join(fields), marks.flashes + 1
 
     def replace(self, cds: ColumnDataSource, rows: Mapping[str, dict[str, Any]]) -> None:
         """Send every row again at once (one event, not a patch per row): after a re-score.
@@ -62,23 +122,27 @@ class ResultsTable:
         self._new.clear()
         self._changed.clear()
         self.index = {symbol: i for i, symbol in enumerate(rows)}
-        cds.data = columns(list(rows.values()))
+        cds.data = columns(list(rows.values()), self._cells(rows))
 
     def flush(self, cds: ColumnDataSource, rows: Mapping[str, dict[str, Any]]) -> None:
         """Patch the rows already shown that changed, then stream the new ones."""
         if self._changed:
-            patches: dict[str, list] = {name: [] for name in TABLE_COLUMNS}
+            patches: dict[str, list] = {name: [] for name in (*TABLE_COLUMNS, *LIVE_COLUMNS)}
             for symbol in self._changed:
-                row = table_row(rows[symbol])
-                for name in TABLE_COLUMNS:
-                    patches[name].append((self.index[symbol], row[name]))
+                row = {**table_row(rows[symbol]), **self._cells([symbol])[0]}
+                for name, cells in patches.items():
+                    cells.append((self.index[symbol], row[name]))
             cds.patch(patches)
             self._changed.clear()
         if self._new:
             first = len(self.index)
             self.index.update((symbol, first + i) for i, symbol in enumerate(self._new))
-            cds.stream(columns([rows[symbol] for symbol in self._new]))
+            cds.stream(columns([rows[symbol] for symbol in self._new], self._cells(self._new)))
             self._new.clear()
+
+    def _cells(self, symbols: Any) -> list[dict[str, Any]]:
+        blank = _BLANK.cells()
+        return [self.marks[s].cells() if s in self.marks else blank for s in symbols]
 
 
 def plan_distances(row: Mapping[str, Any]) -> tuple[float, float]:
@@ -103,13 +167,23 @@ def table_row(row: Mapping[str, Any]) -> dict[str, Any]:
     return cells
 
 
-def columns(rows: list[Mapping[str, Any]]) -> dict[str, Any]:
-    """Return table columns of ``rows``: float64 arrays for numbers (NaN for None), lists."""
+def columns(rows: list[Mapping[str, Any]],
+            marks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Return table columns of ``rows``: float64 arrays for numbers (NaN for None), lists.
+
+    ``marks``: each row's :data:`LIVE_COLUMNS` cells (default: blank).
+    """
     cells = [table_row(row) for row in rows]
+    live = marks if marks is not None else [_BLANK.cells()] * len(rows)
     data: dict[str, Any] = {name: [cell[name] for cell in cells] for name in TEXT_COLUMNS}
     data.update({name: np.array([cell[name] for cell in cells], dtype=float)
                  for name in NUMBER_COLUMNS})
+    data.update(new=[mark["new"] for mark in live], flash=[mark["flash"] for mark in live],
+                flashes=np.array([mark["flashes"] for mark in live], dtype=float))
     return data
+
+
+_BLANK = LiveMarks()
 
 
 ERROR_COLUMNS = ("symbol", "error", "message")

@@ -1,0 +1,89 @@
+"""The live marks of the results table in the browser: the "new" column and flashing cells.
+
+A live row carries ``new``, ``flash`` and ``flashes``
+(:data:`~technic_panel.ui.table.LIVE_COLUMNS`); :func:`new_column` shows the marker. The flash
+is drawn by the browser, cheaply: on every
+patch of the source (:func:`flash_callback`, on ``patching``) it compares each row's
+``flashes`` with the count it saw last (one pass over a float array) and, for the rows now
+painted whose count rose within :data:`FLASH_MS`, adds the ``flash`` class to the cells of
+the fields that changed, with a negative ``animation-delay`` so a grid re-rendered by the
+next patch continues the fade where it was rather than restarting it. No clock crosses from
+the server: the age of a change is the browser's own time since it saw it.
+
+The same callback re-sorts and repaints the grid (``updateGrid``): BokehJS 3.9 refreshes a
+DataTable when its CDSView's indices change, and a patch that keeps every row leaves them
+equal, so without it the grid would keep showing the old values in the old order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bokeh.models import ColumnDataSource, CustomJS, DataTable, StringFormatter, TableColumn
+
+from technic_panel.ui.colors import ACCENT
+
+FLASH_MS = 1200
+"""How long a changed cell's highlight takes to fade."""
+
+NEW_WIDTH = 44
+"""Pixels of the "New" column."""
+
+CSS = f"""
+@keyframes technic-flash {{ from {{ background-color: rgba(255, 193, 7, 0.7); }}
+  to {{ background-color: transparent; }} }}
+.slick-cell.flash {{ animation: technic-flash {FLASH_MS}ms ease-out forwards; }}
+"""
+"""The flash of a changed cell (on the table and on the pane that holds it)."""
+
+_FLASH_CODE = """
+for (const table of tables)  // at once, so no reader sees new values in the old order
+  Bokeh.index.find_one(table)?.updateGrid();
+setTimeout(() => {
+  const data = source.data, counts = data.flashes, n = counts.length, now = performance.now();
+  for (const table of tables) {
+    const view = Bokeh.index.find_one(table);
+    if (view == null || view.grid == null)
+      continue;
+    const first = view.__flash == null;
+    const seen = view.__flash ??= {count: [], at: []};
+    for (let i = 0; i < n; i++) {
+      if (counts[i] !== (seen.count[i] ?? (first ? counts[i] : 0)))
+        seen.at[i] = now;
+      seen.count[i] = counts[i];
+    }
+    const grid = view.grid, fields = grid.getColumns().map((column) => column.field);
+    const {top, bottom} = grid.getRenderedRange();
+    for (let r = top; r <= bottom; r++) {
+      const i = view.data.index[r], age = now - (seen.at[i] ?? -Infinity);
+      if (i == null || !(age < ms))
+        continue;
+      const changed = String(data.flash[i]).split(" ");
+      fields.forEach((field, c) => {
+        const node = changed.includes(field) ? grid.getCellNode(r, c) : null;
+        if (node != null) {
+          node.classList.add("flash");
+          node.style.animationDelay = `-${Math.round(age)}ms`;
+        }
+      });
+    }
+  }
+});
+"""
+
+
+def new_column() -> TableColumn:
+    """Return the column of the ``new`` marker (a new model: models belong to one document)."""
+    return TableColumn(field="new", title="New", width=NEW_WIDTH, sortable=False,
+                       formatter=StringFormatter(font_style="bold", text_color=ACCENT))
+
+
+def with_marker(columns: Sequence[TableColumn], marker: TableColumn) -> list[TableColumn]:
+    """Return ``columns`` with the ``marker`` column after the first (the symbol)."""
+    return [*columns[:1], marker, *columns[1:]]
+
+
+def flash_callback(source: ColumnDataSource, tables: Sequence[DataTable]) -> CustomJS:
+    """Return the JS, for ``source.js_on_change("patching", ...)``, that flashes changed cells."""
+    return CustomJS(args={"source": source, "tables": list(tables), "ms": FLASH_MS},
+                    code=_FLASH_CODE)

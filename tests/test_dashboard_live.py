@@ -1,0 +1,183 @@
+"""Dashboard live mode (no browser): rows patched in place, marks, alerts, toasts, stats, Stop."""
+
+from __future__ import annotations
+
+import html
+import re
+
+import pytest
+from bokeh.document import Document
+from bokeh.document.events import ColumnsPatchedEvent, ColumnsStreamedEvent
+from helpers import wait_until
+
+from technic_panel.streaming.jsonsafe import make_message
+from technic_panel.ui.alerts_panel import ALERTS_SHOWN, alerts_html
+from technic_panel.ui.controller import ScanController
+from technic_panel.ui.dashboard import ALERT_TOAST_INTERVAL, Dashboard
+from technic_panel.ui.live_outputs import ALERTS_KEPT
+from technic_panel.ui.notices import Batches
+from technic_panel.ui.table import LIVE_COLUMNS, TABLE_COLUMNS
+
+pytestmark = pytest.mark.usefixtures("panel_state")
+
+LIVE = {"live": True, "symbols": 12, "bar_interval": 0.2, "alert_cooldown": 0}
+"""A small live scan: a bar of every symbol each 0.2 s, alerts without cooldown."""
+
+
+@pytest.fixture
+def manager(dashboard_manager):
+    return dashboard_manager
+
+
+def bar_time(bar: int) -> str:
+    return f"2026-01-{bar + 1:02d}T00:00:00.000Z"
+
+
+def row(symbol: str, seq: int, type_: str = "update", bar: int | None = 0,
+        in_filter: bool = True, rating: float = 60.0, changed=("tech_rating",)) -> dict:
+    data = {"symbol": symbol, "signal": "BUY", "tech_rating": rating, "alpha_score": 0.5,
+            "price": 10.0, "in_filter": in_filter}
+    if bar is not None:
+        data.update(bar_time=bar_time(bar), feed_time=1_800_000_000_000 + seq)
+    if type_ == "update":
+        data.update(changed=list(changed), previous_signal="BUY")
+    return make_message(type_, data, scan_id="scan_live", seq=seq)
+
+
+def alert(symbol: str, seq: int, rule: str = "signal_changed") -> dict:
+    return make_message("alert", {"symbol": symbol, "rule": rule, "signal": "STRONG_BUY",
+                                  "previous_signal": "BUY", "tech_rating": 85.0,
+                                  "bar_time": bar_time(1)}, scan_id="scan_live", seq=seq)
+
+
+def test_a_live_scan_patches_rows_in_place_and_shows_its_figures(manager):
+    controller = ScanController(manager=manager, timeout=3, **LIVE)
+    dashboard = Dashboard(controller)
+    events: list[type] = []
+    doc = Document()
+    doc.add_root(controller.cds)
+    doc.on_change(lambda event: events.append(type(event)))
+    controller.run()
+    symbols = list(controller.cds.data["symbol"])
+    assert len(symbols) == len(set(symbols)) == controller.rows == 12
+    streamed = events.count(ColumnsStreamedEvent)
+    assert events.count(ColumnsPatchedEvent) >= 5 and streamed <= 12
+    assert ColumnsStreamedEvent not in events[events.index(ColumnsPatchedEvent) + 1:]
+    flashed = [i for i, n in enumerate(controller.cds.data["flashes"]) if n > 0]
+    assert flashed and all(set(controller.cds.data["flash"][i].split()) <= set(TABLE_COLUMNS)
+                           for i in flashed)
+    assert controller.outcome == "terminated" and controller.reason == "timeout"
+    assert controller.bars_per_second > 0 and re.fullmatch(r"\d{4}-\d\d-\d\dT.*Z",
+                                                           controller.feed_clock)
+    assert 0 <= controller.update_latency_ms <= controller.update_latency_ms_p99 < 5000
+    assert controller.alerts and controller.alerts_total >= len(controller.alerts)
+    assert [a["bar_time"] for a in controller.alerts] == sorted(
+        (a["bar_time"] for a in controller.alerts), reverse=True)  # newest first
+    shown = dashboard._alerts.box.text
+    assert shown.count('data-testid="alert"') == min(len(controller.alerts), ALERTS_SHOWN)
+    text = dashboard._stats.text
+    assert 'data-testid="bars-per-second"' in text and 'data-testid="feed-clock"' in text
+    assert 'data-testid="latency"' in text
+    assert [c.field for c in dashboard.table.columns][:2] == ["symbol", "new"]
+
+
+def test_a_plain_scan_has_no_live_marks_panel_or_cards(manager):
+    controller = ScanController(manager=manager, symbols=30)
+    dashboard = Dashboard(controller)
+    controller.run()
+    assert "new" not in [c.field for c in dashboard.table.columns]
+    assert dashboard._alerts.box.text == "" and "feed-clock" not in dashboard._stats.text
+    assert set(controller.cds.data["new"]) == {""} and not any(controller.cds.data["flashes"])
+    assert set(LIVE_COLUMNS) <= set(controller.cds.data)
+
+
+def test_rows_that_enter_carry_the_new_marker_for_new_bars_bars():
+    controller = ScanController(new_bars=2)
+    controller._apply([row("AAA", 1, "result", bar=None), row("BBB", 2, "result", bar=None)])
+    assert list(controller.cds.data["new"]) == ["", ""]  # the initial scan's rows are not new
+    controller._apply([row("AAA", 3, bar=0), row("BBB", 4, bar=0, in_filter=False),
+                       row("CCC", 5, "result", bar=0)])
+    assert list(controller.cds.data["new"]) == ["", "", "new"]
+    controller._apply([row("BBB", 6, bar=1, in_filter=True)])  # entered the filter
+    assert list(controller.cds.data["new"]) == ["", "new", "new"]
+    controller._apply([row("AAA", 7, bar=2)])
+    assert list(controller.cds.data["new"]) == ["", "new", ""]  # CCC: two bars ago
+    controller._apply([row("AAA", 8, bar=3)])
+    assert list(controller.cds.data["new"]) == ["", "", ""]
+    assert len(controller.cds.data["symbol"]) == 3
+
+
+def test_changed_cells_are_named_and_counted_for_the_browser_to_flash():
+    controller = ScanController()
+    controller._apply([row("AAA", 1, "result", bar=None)])
+    controller._apply([row("AAA", 2, changed=("tech_rating", "price", "close", "entry"))])
+    controller._apply([row("AAA", 3, changed=("close",))])  # nothing the table shows
+    data = controller.cds.data
+    assert data["flash"][0].split() == ["tech_rating", "price", "entry", "risk_pct",
+                                        "reward_pct"]
+    assert data["flashes"][0] == 1.0
+
+
+def test_alerts_are_kept_newest_first_and_bounded():
+    controller = ScanController()
+    controller._apply([row("AAA", 1, "result")])
+    controller._apply([alert(f"S{i}", i + 2) for i in range(ALERTS_KEPT + 20)])
+    assert len(controller.alerts) == ALERTS_KEPT and controller.alerts_total == ALERTS_KEPT + 20
+    assert controller.alerts[0]["symbol"] == f"S{ALERTS_KEPT + 19}"
+    assert len(controller.new_alerts) == ALERTS_KEPT + 20
+    controller._apply([row("AAA", 500)])
+    assert controller.new_alerts == [] and len(controller.alerts) == ALERTS_KEPT
+
+
+def test_the_alerts_panel_is_text_never_html_from_data():
+    evil = {"symbol": "<img src=x onerror=alert(1)>", "rule": "<script>", "signal": "BUY",
+            "previous_signal": "<b>", "tech_rating": 70.0, "bar_time": "<i>"}
+    text = alerts_html([evil] * (ALERTS_SHOWN + 5), ALERTS_SHOWN + 5)
+    assert "<img" not in text and "<script>" not in text and "<i>" not in text
+    assert html.escape(evil["symbol"]) in text and "&lt;b&gt;" in text
+    assert text.count('data-testid="alert"') == ALERTS_SHOWN and "latest 20" in text
+
+
+def test_alert_toasts_come_at_most_one_per_interval(manager):
+    controller = ScanController(manager=manager)
+    dashboard = Dashboard(controller)
+    controller._apply([row("AAA", 1, "result"), alert("AAA", 2), alert("BBB", 3)])
+    controller._apply([alert("CCC", 4)])
+    told = [text for kind, text, _ in dashboard.notices.shown if kind == "info"]
+    assert told == ["Alert: BBB changed signal (STRONG_BUY); AAA changed signal (STRONG_BUY)"]
+    assert dashboard._alert_toasts.pending[0]["symbol"] == "CCC" and ALERT_TOAST_INTERVAL >= 1
+    assert "&lt;" not in told[0]
+
+
+def test_batches_hand_over_once_per_interval_and_all_when_asked():
+    now = [0.0]
+    batches = Batches(3.0, clock=lambda: now[0])
+    assert batches.take([1, 2]) == [1, 2] and batches.take([3]) == []
+    now[0] = 2.9
+    assert batches.take([4]) == []
+    now[0] = 3.0
+    assert batches.take([]) == [3, 4] and batches.take([5], now=True) == [5]
+    assert batches.take([]) == []
+
+
+def test_stop_ends_a_live_scan_with_one_final_and_unhooks(manager):
+    controller = ScanController(manager=manager, **LIVE)
+    Dashboard(controller)
+    controller.start()
+    wait_until(lambda: controller._drain() or controller.feed_clock is not None, timeout=20,
+               interval=0.02)
+    record = manager.get(controller.scan_id)
+    controller.stop()
+    wait_until(lambda: controller._drain() or controller._subscription is None, timeout=20,
+               interval=0.02)
+    assert (controller.status, controller.outcome, controller.reason) == (
+        "finished", "stopped", "manual")
+    assert controller._callback is None and record.streamer.subscriber_count == 0
+    assert not record.running
+
+
+def test_the_notebook_layout_shows_the_alerts_panel_too(manager):
+    dashboard = Dashboard(ScanController(manager=manager))
+    layout = dashboard.layout()
+    main = layout.objects[1]
+    assert dashboard._alerts.pane in main.objects and dashboard._stats.pane in main.objects
