@@ -500,5 +500,6 @@ def test_the_controller_is_a_model_that_never_imports_its_view():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120, check=True)
     assert done.stdout.split() == [
-        "technic_panel.ui.controller,technic_panel.ui.live_outputs,technic_panel.ui.outputs,"
+        "technic_panel.ui.controller,technic_panel.ui.live_outputs,technic_panel.ui.locking,"
+        "technic_panel.ui.outputs,"
         "technic_panel.ui.rescoring,technic_panel.ui.table", "False"]

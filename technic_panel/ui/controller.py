@@ -33,10 +33,8 @@ the alerts, bars per second, feed clock and update latency
 
 from __future__ import annotations
 
-import functools
 import threading
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import pandas as pd
 import panel as pn
@@ -50,6 +48,7 @@ from technic_panel.streaming.manager import StreamManager, default_manager
 from technic_panel.streaming.streamer import StreamEnded, Subscription
 from technic_panel.streaming.tally import ScanTally
 from technic_panel.ui.live_outputs import LiveFigures
+from technic_panel.ui.locking import serialized
 from technic_panel.ui.outputs import PauseClock, counters, failures, outcome, row_dates
 from technic_panel.ui.rescoring import rescore_message, rescore_rows
 from technic_panel.ui.table import TABLE_COLUMNS, ResultsTable, columns, error_columns
@@ -61,23 +60,8 @@ FIRST_DRAIN_MS = 25
 STATUSES = VIEW_STATUSES
 """Every ``status`` a controller may have."""
 
-ACTIVE = ACTIVE_STATUSES
-"""Statuses of a controller whose scan has not sent its ``final`` yet."""
-
 RUN_POLL = 0.25
 """Seconds :meth:`ScanController.run` waits for messages before looking again."""
-
-_Method = TypeVar("_Method", bound=Callable[..., Any])
-
-
-def _serialized(method: _Method) -> _Method:
-    """Run ``method`` holding the controller's :attr:`~ScanController.document_lock`."""
-    @functools.wraps(method)
-    def locked(self: ScanController, *args: Any, **kwargs: Any) -> Any:
-        with self.document_lock:
-            return method(self, *args, **kwargs)
-    return locked  # type: ignore[return-value]
-
 
 class ScanController(ScanConfig):
     """Run or watch one scan and stream its results into a ColumnDataSource.
@@ -208,7 +192,7 @@ class ScanController(ScanConfig):
             return pd.DataFrame(columns=list(TABLE_COLUMNS))
         return pd.DataFrame.from_records(list(self._tally.rows.values()))
 
-    @_serialized
+    @serialized
     def start(self) -> str:
         """Start a scan with the current settings and stream it live; return its id.
 
@@ -221,13 +205,13 @@ class ScanController(ScanConfig):
         TooManyScans
             If the manager runs as many scans as it allows.
         """
-        if self.status in ACTIVE:
+        if self.status in ACTIVE_STATUSES:
             return self.scan_id
         self._launch()
         self._begin_drain()
         return self.scan_id
 
-    @_serialized
+    @serialized
     def watch(self, scan_id: str) -> None:
         """Show a scan already running in the manager (started by the API, a script, ...).
 
@@ -240,7 +224,7 @@ class ScanController(ScanConfig):
         UnknownScan
             If the manager holds no scan with this id.
         """
-        if scan_id == self.scan_id and self.status in ACTIVE:
+        if scan_id == self.scan_id and self.status in ACTIVE_STATUSES:
             return
         record = self.manager.get(scan_id, self.owner)
         subscription = self.manager.subscribe(scan_id, owner=self.owner)
@@ -254,7 +238,7 @@ class ScanController(ScanConfig):
         self._subscription = subscription
         self._begin_drain()
 
-    @_serialized
+    @serialized
     def stop(self) -> None:
         """Stop the scan; results already computed still arrive, then its ``final``.
 
@@ -265,7 +249,7 @@ class ScanController(ScanConfig):
         self._set(status="stopping")
         self.manager.stop_stream(self.scan_id)
 
-    @_serialized
+    @serialized
     def pause(self) -> None:
         """Pause the scan (no new work starts; work in flight still arrives); idempotent."""
         if self.status != "running":
@@ -274,7 +258,7 @@ class ScanController(ScanConfig):
         self._pauses.pause()
         self._set(status="paused")
 
-    @_serialized
+    @serialized
     def resume(self) -> None:
         """Resume a paused scan; a no-op when it is not paused."""
         if self.status != "paused":
@@ -293,7 +277,7 @@ class ScanController(ScanConfig):
         ConfigError, TooManyScans
             As :meth:`start`.
         """
-        if self.status in ACTIVE:
+        if self.status in ACTIVE_STATUSES:
             raise RuntimeError(f"ScanController already shows scan {self.scan_id!r} "
                                f"({self.status}); stop() it or wait for its end")
         subscription = self._launch()
@@ -306,7 +290,7 @@ class ScanController(ScanConfig):
                 with self.document_lock:
                     self._apply(messages)
         finally:
-            if self.status in ACTIVE:  # interrupted: do not leave the scan running
+            if self.status in ACTIVE_STATUSES:  # interrupted: do not leave the scan running
                 self.manager.stop_stream(self.scan_id)
             self._detach()
         return self.results
@@ -371,7 +355,7 @@ class ScanController(ScanConfig):
             doc.add_timeout_callback(self._drain, FIRST_DRAIN_MS)
 
     @param.depends(*STRATEGY_SETTINGS, watch=True)
-    @_serialized
+    @serialized
     def _rescore(self) -> None:
         """Re-score the rows received, and from now on those arriving, with the new settings."""
         try:
@@ -401,17 +385,17 @@ class ScanController(ScanConfig):
         self._session_docs.append(doc)
         pn.state.on_session_destroyed(self._on_session_destroyed)
 
-    @_serialized
+    @serialized
     def _on_session_destroyed(self, session_context: Any) -> None:
         """Free the session's scan: stop it if it is ours, then unhook everything."""
-        if self._owned and self.status in ACTIVE:
+        if self._owned and self.status in ACTIVE_STATUSES:
             self.manager.stop_stream(self.scan_id)
         self._detach()
         if self._owned and self.scan_id:
             self.manager.release(self.scan_id)
         self._session_docs.clear()
 
-    @_serialized
+    @serialized
     def _drain(self) -> None:
         """Apply every message that has arrived; end with the ``final`` (never blocks)."""
         subscription = self._subscription

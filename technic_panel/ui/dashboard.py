@@ -42,8 +42,6 @@ from typing import Any
 import panel as pn
 import param
 from bokeh.models import ColumnDataSource, InlineStyleSheet
-from panel.io.resources import CDN_DIST
-from panel.theme import Fast
 
 from technic_panel.config import ScanConfig, source_for
 from technic_panel.data import DataError
@@ -54,6 +52,7 @@ from technic_panel.ui.alerts_panel import RULES, AlertsPanel
 from technic_panel.ui.candles import SymbolChart, candle_data
 from technic_panel.ui.colors import ACCENT
 from technic_panel.ui.controller import ScanController
+from technic_panel.ui.design import FONT, OfflineFast
 from technic_panel.ui.markup import HTMLBox
 from technic_panel.ui.notebook import NotebookLayout
 from technic_panel.ui.notices import POSITION, Batches, Notices, served
@@ -69,26 +68,10 @@ TOAST_INTERVAL = 3.0
 ALERT_TOAST_INTERVAL = 3.0
 """Least seconds between two alert toasts; alerts in between join the next one."""
 
-FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"
-"""The page's font: the system's own, so nothing is fetched."""
-
 SIDEBAR_WIDTH = 280
 """Pixels of the sidebar, served and in a notebook."""
 
 _NONE = "(none)"
-
-
-class OfflineFast(Fast):
-    """Panel's Fast design without its web font (Google's Open Sans), so the page is offline.
-
-    A Design lists the resources it loads in ``_resources`` (Panel's "Designs and Theming"
-    guide); this one keeps Fast's scripts, which Panel serves from its bundle, and drops the
-    font. Fast names its own script relative to the design's name, so it is spelled out.
-    """
-
-    _resources = {**Fast._resources, "font": {}, "js_modules": {
-        **Fast._resources["js_modules"],
-        "fast-design": f"{CDN_DIST}bundled/fast/js/fast_design.js"}}
 
 
 class Dashboard(pn.viewable.Viewer):
