@@ -409,12 +409,14 @@ def test_a_destroyed_session_stops_its_own_scan_and_unhooks(manager):
     controller = ScanController(manager=manager, **SLOW)
     controller.start()
     callback = controller._callback
+    record = manager.get(controller.scan_id)
     controller._on_session_destroyed(None)
     assert controller._callback is None and controller._subscription is None
     assert not callback.running
-    record = manager.get(controller.scan_id)
     wait_until(lambda: not record.running, timeout=10)
     assert record.status == "stopped" and record.streamer.subscriber_count == 0
+    with pytest.raises(UnknownScan):
+        manager.get(controller.scan_id)
 
 
 def test_a_destroyed_session_leaves_a_watched_scan_running(manager):
