@@ -17,6 +17,8 @@ from helpers import free_port, wait_until
 
 from technic_panel.config import ConfigError, ScanConfig, strategy_for
 from technic_panel.data import SyntheticSource
+from technic_panel.data.store import BarStore
+from technic_panel.data.universes import index_universe
 from technic_panel.engine.scanner import Scanner
 from technic_panel.engine.scoring import STRATEGY_SETTINGS, Strategy
 from technic_panel.streaming.jsonsafe import make_message
@@ -505,3 +507,20 @@ def test_the_controller_is_a_model_that_never_imports_its_view():
         "technic_panel.ui.controller,technic_panel.ui.live_outputs,technic_panel.ui.locking,"
         "technic_panel.ui.outputs,"
         "technic_panel.ui.rescoring,technic_panel.ui.table", "False"]
+
+
+def test_the_sector_filter_works_on_an_index_universe_in_a_store(manager, tmp_path):
+    store = tmp_path / "sp500.duckdb"
+    synthetic = SyntheticSource(4, bars=260)
+    with BarStore(store, create=True) as bar_store:
+        bar_store.set_universe(index_universe("sp500"))
+        bar_store.write({symbol: synthetic.history(name) for symbol, name in
+                         zip(("AAPL", "JPM", "XOM", "BAC"), synthetic.symbols(), strict=True)})
+    controller = ScanController(manager=manager, source="store", path=str(store),
+                                sectors=["Financials"])
+    assert "Financials" in controller.param.sectors.objects
+    controller.start()
+    drain_to_end(controller)
+    shown = dict(zip(controller.cds.data["symbol"], controller.cds.data["sector"], strict=True))
+    assert controller.status == "finished" and shown == {"BAC": "Financials",
+                                                          "JPM": "Financials"}
