@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from technic_panel.data import SyntheticSource
 from technic_panel.streaming.streamer import StreamEnded
 
 
@@ -106,3 +107,9 @@ def fold_rows(messages: list[dict]) -> dict[str, dict]:
 def seqs(messages: list[dict]) -> list[int]:
     """Return the seq of each of ``messages``."""
     return [msg["metadata"]["seq"] for msg in messages]
+
+
+def bars_frame(seed: int, n: int = 260) -> pd.DataFrame:
+    """``n`` plausible daily bars (a SyntheticSource symbol's), indexed by ``date``."""
+    synthetic = SyntheticSource(8, bars=n)
+    return synthetic.history(synthetic.universe()["symbol"][seed])

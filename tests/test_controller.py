@@ -13,7 +13,7 @@ import panel as pn
 import pytest
 from bokeh.document import Document
 from bokeh.document.events import ColumnsPatchedEvent, ColumnsStreamedEvent
-from helpers import free_port, wait_until
+from helpers import bars_frame, free_port, wait_until
 
 from technic_panel.config import ConfigError, ScanConfig, strategy_for
 from technic_panel.data import SyntheticSource
@@ -511,11 +511,10 @@ def test_the_controller_is_a_model_that_never_imports_its_view():
 
 def test_the_sector_filter_works_on_an_index_universe_in_a_store(manager, tmp_path):
     store = tmp_path / "sp500.duckdb"
-    synthetic = SyntheticSource(4, bars=260)
     with BarStore(store, create=True) as bar_store:
         bar_store.set_universe(index_universe("sp500"))
-        bar_store.write({symbol: synthetic.history(name) for symbol, name in
-                         zip(("AAPL", "JPM", "XOM", "BAC"), synthetic.symbols(), strict=True)})
+        bar_store.write({symbol: bars_frame(seed)
+                         for seed, symbol in enumerate(("AAPL", "JPM", "XOM", "BAC"))})
     controller = ScanController(manager=manager, source="store", path=str(store),
                                 sectors=["Financials"])
     assert "Financials" in controller.param.sectors.objects

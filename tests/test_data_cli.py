@@ -23,10 +23,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import yfinance
-from helpers import free_port
+from helpers import bars_frame, free_port
 from yahoo_helpers import FakeYahoo, history
 
-from technic_panel.data import FileSource, SyntheticSource
+from technic_panel.data import FileSource
 from technic_panel.data.cli import main
 from technic_panel.data.providers import yahoo
 from technic_panel.data.store import BarStore, StoreSource
@@ -54,12 +54,6 @@ def one_line(err: str) -> str:
     assert err.count("\n") == 1 and err.startswith("technic-data: "), err
     assert "Traceback" not in err
     return err
-
-
-def bars_frame(seed: int, n: int = 260) -> pd.DataFrame:
-    """``n`` plausible daily bars (a SyntheticSource symbol's), indexed by ``date``."""
-    synthetic = SyntheticSource(8, bars=n)
-    return synthetic.history(synthetic.universe()["symbol"][seed])
 
 
 @pytest.fixture
