@@ -273,6 +273,12 @@ def inside(box: dict, width: int, height: int) -> bool:
         and box["y"] + box["height"] <= height
 
 
+def within(box: dict, outer: dict) -> bool:
+    """Whether Playwright bounding box ``box`` lies inside bounding box ``outer``."""
+    return outer["x"] <= box["x"] and box["x"] + box["width"] <= outer["x"] + outer["width"] \
+        and outer["y"] <= box["y"] and box["y"] + box["height"] <= outer["y"] + outer["height"]
+
+
 def wait_finished(page, timeout: float = 60_000) -> str:
     """Wait until the status says the scan ended; return the status text."""
     page.locator("[data-testid=status]", has_text="finished").wait_for(timeout=timeout)

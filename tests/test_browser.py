@@ -42,6 +42,7 @@ from browser_helpers import (
     wait_finished,
     wait_for_table,
     wait_shown,
+    within,
 )
 
 pytestmark = pytest.mark.browser
@@ -76,6 +77,20 @@ CONTRAST_JS = """(view) => {
   return [Math.max(a, b) + 0.05, Math.min(a, b) + 0.05, style.color, style.backgroundColor];
 }"""
 """WCAG contrast of a selected row's Symbol cell, from its computed colours."""
+PLAN_BOXES_JS = """() => {
+  const box = (x, y, width, height) => ({x, y, width, height});
+  const legend = Bokeh.index.query_one((v) => v.model.type == "Legend"
+    && v.model.items.some((item) => item.label?.value == "SMA 50"));
+  const frame = legend.plot_view.frame.bbox;
+  const labels = [...Bokeh.index.query((v) => v.model.type == "Label" && v.model.visible
+    && v.plot_view === legend.plot_view)].map((v) => {
+      const {sx, sy, width, height, anchor} = v._rect;  // what it paints; no public getter
+      return box(sx - anchor.x * width, sy - anchor.y * height, width, height); });
+  const {x, y, width, height} = legend.bbox;
+  return {legend: box(x, y, width, height), labels,
+          frame: box(frame.x, frame.y, frame.width, frame.height)};
+}"""
+"""The price pane's legend, its plan labels and its frame, in canvas pixels."""
 CUT_JS = """(view) => [...view.shadow_el.querySelectorAll(".slick-cell.l0")]
   .filter((cell) => cell.scrollWidth > cell.clientWidth).map((cell) => cell.textContent)"""
 """Symbols painted in the view's first column that do not fit their cell."""
@@ -364,6 +379,10 @@ def test_a_clicked_row_opens_its_chart_on_six_months_with_its_plan(open_page):
       return {spans: spans.length, days: range ? (range.end - range.start) / 864e5 : null};
     }""")
     assert chart["spans"] >= 3 and 175 <= chart["days"] <= 195
+    boxes = page.evaluate(PLAN_BOXES_JS)
+    assert len(boxes["labels"]) == 3, boxes
+    assert [label for label in boxes["labels"] if overlaps(label, boxes["legend"])] == [], boxes
+    assert all(within(label, boxes["frame"]) for label in boxes["labels"]), boxes
     assert page.outside == [] and page.errors == []
 
 

@@ -3,7 +3,8 @@
 tests/test_dashboard.py checks the chart as the dashboard shows it (a clicked row's long plan,
 six months in view, a hover and a crosshair on every pane); these check the chart module
 itself: every hover field exists in the data, a short plan, levels kept in view, a short
-history, and one crosshair button for the four panes.
+history, one crosshair button for the four panes, and a price legend clear of the plan's labels
+(tests/test_browser.py measures both as painted).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-from bokeh.models import CrosshairTool, CustomJS, GlyphRenderer, HoverTool, ToolProxy
+from bokeh.models import CrosshairTool, CustomJS, GlyphRenderer, HoverTool, Legend, ToolProxy
 
 from technic_panel.data.synthetic import SyntheticSource
 from technic_panel.ui.candles import TOOLTIPS, WINDOW, SymbolChart, candle_data, view_window
@@ -122,3 +123,21 @@ def test_one_crosshair_button_drives_one_vertical_line_through_the_four_panes():
     owned = {id(tool) for pane in panes(chart).values() for tool in pane.tools
              if isinstance(tool, CrosshairTool)}
     assert {id(tool) for tool in proxy.tools} == owned and len(owned) == 4
+
+
+def test_the_price_legend_is_one_row_above_the_frame_clear_of_the_plan_labels(data):
+    chart = SymbolChart()
+    close = float(data["close"][-1])
+    chart.show(data, {"entry": close, "stop": close * 0.95, "target": close * 1.2,
+                      "side": "long"})
+    price = panes(chart)["price"]
+    (legend,) = price.select(type=Legend)
+    assert legend in price.above and legend not in price.center, "the legend covers the frame"
+    assert legend.orientation == "horizontal"
+    assert [item.label.value for item in legend.items] == ["Bollinger 20, 2", "SMA 50",
+                                                           "SMA 200"]
+    assert all(item.renderers and item.renderers[0] in price.renderers for item in legend.items)
+    labels = list(chart.plan.labels.values())
+    assert all(label in price.center and label.visible for label in labels)
+    assert {(label.x_units, label.x, label.text_baseline) for label in labels} == {
+        ("screen", 6, "middle")}, "each label sits on its line at the frame's left edge"

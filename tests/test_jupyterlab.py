@@ -6,11 +6,16 @@ runs a notebook without a browser, so it cannot see that. These tests start a Ju
 server, open a notebook in headless Chromium, run its cells, click Start in the cell's output
 and watch the results table fill up. In a notebook Panel sends every update from the kernel
 over a Jupyter comm, which pyviz_comms' JupyterLab extension hands to BokehJS; rows arriving in
-the table prove that whole path works in JupyterLab. JupyterLab keeps its defaults but the news
-toast: in particular comm messages travel over a kernel subshell ("commsOverSubshells":
-"perCommTarget", with ipykernel 7), as for a user. It caught two bugs, both fixed: BokehJS could
-not lay out the table beside a collapsed Card, and rows were lost or doubled while the
-browser's messages ran on a subshell thread (see ``technic_panel.ui.notebook.NotebookLayout``).
+the table prove that whole path works in JupyterLab. The README test runs in a 1,280-pixel
+window, a ~930-pixel cell: nothing of the dashboard (a clicked row's chart included) may stick
+out past the cell or scroll it sideways, and every setting stays in reach in the sidebar, which
+wraps above the table there. JupyterLab keeps its defaults but the news toast: in particular
+comm messages travel over a kernel subshell ("commsOverSubshells": "perCommTarget", with
+ipykernel 7), as for a user. It caught three bugs, all fixed: BokehJS could not lay out the
+table beside a collapsed Card; rows were lost or doubled while the browser's messages ran on a
+subshell thread (see ``technic_panel.ui.notebook.NotebookLayout``); and at 1,280 pixels the
+layout spilled about 100 pixels past the cell (Panel's Row summed its children's widths as its
+least width, so it never wrapped).
 
 Offline: every request that would leave the machine is failed (``offline_routes``), not
 answered, and recorded; the tests assert none was attempted. Panel's default notebook output
@@ -51,6 +56,7 @@ from browser_helpers import (
     wait_answers,
     wait_finished,
     wait_for_table,
+    within,
 )
 from helpers import free_port
 
@@ -72,8 +78,9 @@ Dashboard(controller)"""
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 NOTEBOOK = "live.ipynb"
-CELL_WIDTH = 1440
-"""Viewport of the README test: JupyterLab with its file browser open, a cell of ~1,090 px."""
+CELL_WIDTH = 1280
+"""Viewport of the README test: JupyterLab with its file browser open, a cell of ~930 px, an
+output of ~850 px (the dashboard's sidebar wraps above its main area)."""
 FIRST_ROW_S = 10.0
 """Generous bound on the first row after Start (kernel, comm and a loaded machine)."""
 
@@ -255,17 +262,20 @@ OVERFLOW_JS = """(output) => {
     const box = el.getBoundingClientRect();
     if (box.width > 0 && box.right > limit) over.push(`${name(el)} right ${Math.round(box.right)}`);
     if (el.matches(".slick-viewport, .slick-header")) return;  // the grid's own scrolling
+    if (el.matches(".bk-Canvas")) return;  // a plot clips its glyphs, which span all the data
     for (const child of [...el.children, ...(el.shadowRoot?.children ?? [])]) walk(child);
   };
   walk(output);
   const areas = output.querySelectorAll(".jp-OutputArea-child, .jp-OutputArea-output");
-  for (const el of [output, ...areas]) {
+  const scrollers = [output.closest(".jp-WindowedPanel-outer"), document.documentElement];
+  for (const el of [output, ...areas, ...scrollers]) {
     if (el.scrollWidth > el.clientWidth + 1) over.push(`${name(el)} scrolls ${el.scrollWidth}`);
   }
   return {limit: Math.round(limit), over: over.slice(0, 8)};
 }"""
 """What sticks out past the right edge of the cell of ``output``, shadow roots included (the
-results grid scrolls its own columns), or makes the output area scroll sideways."""
+results grid scrolls its own columns; a plot's canvas clips its glyphs), or makes the output
+area, the notebook or the page scroll sideways."""
 
 
 def test_the_readme_notebook_snippets_run_as_written_in_jupyterlab_offline(readme_page):
@@ -288,7 +298,17 @@ def test_the_readme_notebook_snippets_run_as_written_in_jupyterlab_offline(readm
     rows = settled_rows(page, timeout=10.0)
     assert rows > 0 and len(table_state(page)["painted"]) >= 10, "the table paints no rows"
 
+    page.locator(".slick-row .slick-cell.l0").first.click()  # the chart opens in the cell too
+    page.locator("[data-testid=chart-title]").wait_for(timeout=15_000)
+    page.wait_for_timeout(500)  # let the chart paint
+
     assert page.errors == [], "the README's cells logged errors"
     assert page.outside == [], "the notebook tried to leave the machine"
-    fits = cells.first.locator(".jp-OutputArea").evaluate(OVERFLOW_JS)
+    output = cells.first.locator(".jp-OutputArea")
+    fits = output.evaluate(OVERFLOW_JS)
     assert fits["over"] == [], f"the dashboard spills past the cell (right edge {fits['limit']})"
+    sidebar = output.locator(".scrollable-vertical").first
+    last = output.get_by_text("Update period").first  # the sidebar's last setting
+    assert sidebar.evaluate("(el) => getComputedStyle(el).overflowY") == "auto"
+    last.scroll_into_view_if_needed()  # the settings below the sidebar's fold are in reach
+    assert within(last.bounding_box(), sidebar.bounding_box()), "a setting is out of reach"

@@ -3,7 +3,8 @@
 :func:`candlestick` builds the four panes on one shared date axis, with a crosshair whose
 vertical line follows the mouse in every pane, a hover that reads the bar (OHLC, volume,
 SMA 50/200, Bollinger, RSI, MACD) and the row's trade plan as three horizontal lines
-(:class:`PlanLines`).
+(:class:`PlanLines`), labelled at the frame's left edge; the price legend is one row above the
+frame (:func:`price_legend`), so it never covers a label.
 :func:`view_window` opens it on the last six months, scaled to them; panning or zooming
 re-fits the price axis to the bars in view (a small CustomJS on the date range).
 Labels are drawn on the canvas, so text from data is never HTML.
@@ -21,9 +22,12 @@ from bokeh.models import (
     ColumnDataSource,
     CrosshairTool,
     CustomJS,
+    GlyphRenderer,
     GridPlot,
     HoverTool,
     Label,
+    Legend,
+    LegendItem,
     NumeralTickFormatter,
     Range1d,
     Span,
@@ -102,7 +106,11 @@ def view_window(data: Mapping[str, Any], levels: tuple[float | None, ...] = ()
 
 
 class PlanLines:
-    """The trade plan on the price pane: entry, stop and target as labelled horizontal lines."""
+    """The trade plan on the price pane: entry, stop and target as labelled horizontal lines.
+
+    Each label sits on its line at the frame's left edge, centred on it, so the padding of
+    :func:`view_window` keeps the top and bottom ones whole.
+    """
 
     def __init__(self) -> None:
         self.spans = {name: Span(dimension="width", location=None, line_color=color,
@@ -110,8 +118,9 @@ class PlanLines:
                                  "solid", visible=False)
                       for name, color in PLAN_COLORS.items()}
         self.labels = {name: Label(x=6, x_units="screen", y=0, text="", text_font_size="11px",
-                                   text_color=color, background_fill_color="white",
-                                   background_fill_alpha=0.75, visible=False)
+                                   text_baseline="middle", text_color=color,
+                                   background_fill_color="white", background_fill_alpha=0.75,
+                                   visible=False)
                        for name, color in PLAN_COLORS.items()}
 
     def __repr__(self) -> str:
@@ -131,6 +140,19 @@ class PlanLines:
             label = (f"{name} {value:,.2f}" + (f" ({side})" if name == "entry" and side else "")
                      if shown else "")
             self.labels[name].update(y=float(value) if shown else 0.0, text=label, visible=shown)
+
+
+def price_legend(items: list[tuple[str, GlyphRenderer]]) -> Legend:
+    """Return the price pane's legend: one row, for above the frame, clear of the plan labels.
+
+    The plan's labels sit at the frame's left edge at any height the plan puts them, so no
+    corner inside the frame is free of them (a legend at top left hid those near the top).
+    """
+    return Legend(items=[LegendItem(label=label, renderers=[renderer])
+                         for label, renderer in items],
+                  orientation="horizontal", location="top_left", border_line_alpha=0,
+                  background_fill_alpha=0, padding=2, margin=0, label_text_font_size="11px",
+                  glyph_height=12, glyph_width=16)
 
 
 def _pane(height: int, x_range: Range1d, label: str, **options: Any) -> figure:
@@ -166,13 +188,14 @@ def candlestick(candles: ColumnDataSource, plan: PlanLines, x_range: Range1d,
                 y_range: Range1d) -> GridPlot:
     """Return price (candles, SMA 50/200, Bollinger, plan), volume, RSI and MACD panes."""
     price = _pane(300, x_range, "price", y_range=y_range)
-    price.varea("date", "bb_lower", "bb_upper", source=candles, alpha=0.12, color="#5c6bc0",
-                legend_label="Bollinger 20, 2")
+    bands = price.varea("date", "bb_lower", "bb_upper", source=candles, alpha=0.12,
+                        color="#5c6bc0")
     price.segment("date", "high", "date", "low", source=candles, color="color")
     bars = price.vbar("date", _BAR_MS, "open", "close", source=candles, color="color")
-    price.line("date", "sma_50", source=candles, color="#ff9800", legend_label="SMA 50")
-    price.line("date", "sma_200", source=candles, color="#7e57c2", legend_label="SMA 200")
-    price.legend.location = "top_left"
+    sma_50 = price.line("date", "sma_50", source=candles, color="#ff9800")
+    sma_200 = price.line("date", "sma_200", source=candles, color="#7e57c2")
+    price.add_layout(price_legend([("Bollinger 20, 2", bands), ("SMA 50", sma_50),
+                                   ("SMA 200", sma_200)]), "above")
     for name in plan.spans:
         price.add_layout(plan.spans[name])
         price.add_layout(plan.labels[name])

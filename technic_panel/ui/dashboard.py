@@ -71,6 +71,10 @@ ALERT_TOAST_INTERVAL = 3.0
 SIDEBAR_WIDTH = 280
 """Pixels of the sidebar, served and in a notebook."""
 
+NOTEBOOK_SIDEBAR_HEIGHT = 720
+"""Pixels of the sidebar's height in a notebook: its cards scroll inside, so wrapped above the
+main area it does not push the table a screen or two down."""
+
 _NONE = "(none)"
 
 
@@ -117,9 +121,10 @@ class Dashboard(pn.viewable.Viewer):
     # --- building -----------------------------------------------------------------------
 
     def _build_widgets(self) -> None:
-        self._start = pn.widgets.Button(label="Start", color="primary", width=86)
-        self._pause = pn.widgets.Button(label="Pause", color="warning", width=86)
-        self._stop = pn.widgets.Button(label="Stop", color="danger", width=86)
+        stretch = {"sizing_mode": "stretch_width"}  # three share the sidebar's width
+        self._start = pn.widgets.Button(label="Start", color="primary", **stretch)
+        self._pause = pn.widgets.Button(label="Pause", color="warning", **stretch)
+        self._stop = pn.widgets.Button(label="Stop", color="danger", **stretch)
         self._start.on_click(lambda _: self._run(self.controller.start))
         self._stop.on_click(lambda _: self._run(self.controller.stop))
         self._pause.on_click(lambda _: self._run(self._toggle_pause))
@@ -181,8 +186,8 @@ class Dashboard(pn.viewable.Viewer):
 
         ``collapsed`` folds every card but Universe (the served template's sidebar).
         """
-        return [pn.Row(self._start, self._pause, self._stop), self._watch,
-                *self.settings.cards(collapsed)]
+        buttons = pn.Row(self._start, self._pause, self._stop, sizing_mode="stretch_width")
+        return [buttons, self._watch, *self.settings.cards(collapsed)]
 
     def main(self) -> list:
         """Return the main area: stats, progress, notices, filters, table, chart, charts."""
@@ -196,14 +201,17 @@ class Dashboard(pn.viewable.Viewer):
     def layout(self) -> NotebookLayout:
         """Return the dashboard as one layout that fits a notebook cell (no template).
 
-        The sidebar wraps above the main area when the cell is narrow. Its setting cards are
-        open: BokehJS fails to render a DataTable that shares one root with a collapsed Card
+        The sidebar wraps above the main area when the cell is too narrow for both side by
+        side (below about 960 pixels, a 1,040-pixel cell); the main area is never narrower
+        than the widest table view. The sidebar's setting cards are open, and scroll inside
+        it: BokehJS fails to render a DataTable that shares one root with a collapsed Card
         ("reading 'resizeCanvas'"; found by tests/test_jupyterlab.py).
         """
         least = max(columns.least_width(fields) for fields in columns.VIEWS.values()) + 20
         main = pn.Column(*self.main(), sizing_mode="stretch_width", min_width=least,
                          styles={"flex": f"1 1 {least}px"})
-        sidebar = pn.Column(*self.sidebar(collapsed=False), width=SIDEBAR_WIDTH)
+        sidebar = pn.Column(*self.sidebar(collapsed=False), width=SIDEBAR_WIDTH,
+                            height=NOTEBOOK_SIDEBAR_HEIGHT, scroll=True)
         owned = [self.controller.cds, self.controller.timeline, self.controller.error_rows,
                  self._counts, self._chart.candles]
         return NotebookLayout(sidebar, main, owned=owned, lock=self.controller.document_lock,

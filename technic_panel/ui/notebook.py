@@ -81,11 +81,15 @@ class NotebookLayout(pn.Row):
 
     The row wraps (CSS ``flex-wrap``), so its children stack when the cell is too narrow for
     them side by side. (A :class:`panel.FlexBox` would, but SlickGrid cannot lay out a
-    DataTable in one: "Cannot find stylesheet".)
+    DataTable in one: "Cannot find stylesheet".) Panel gives a Row the sum of its children's
+    widths as ``min_width``, which kept them side by side past the cell's right edge
+    (tests/test_jupyterlab.py at a 1,280-pixel window); the row's CSS ``min-width`` is its
+    widest child's instead, all a wrapping row needs.
     """
 
     def __init__(self, *objects: Any, owned: list[Model], lock: Any, **params: Any) -> None:
-        styles = {"flex-wrap": "wrap", **params.pop("styles", {})}
+        widest = max((obj.width or obj.min_width or 0 for obj in objects), default=0)
+        styles = {"flex-wrap": "wrap", "min-width": f"{widest}px", **params.pop("styles", {})}
         super().__init__(*objects, styles=styles, **params)
         self._owned_ids = frozenset(model.id for model in owned)
         self._lock = lock
