@@ -259,14 +259,14 @@ def main() -> None:
         f"| delivery latency, add to receipt, one message a millisecond, {SUBSCRIBERS} "
         f"subscriber threads, default flush_interval "
         f"{ResultStreamer.DEFAULT_FLUSH_INTERVAL * 1000:g} ms: p50 / p99, medians of "
-        f"{LATENCY_RUNS} runs | {default_latency} | p99 <= 5 ms |",
+        f"{LATENCY_RUNS} runs | {default_latency} | p99 <= 4 ms |",
         f"| the same, flush_interval 0: p50 / p99 | {unbatched} | |",
         f"| the same, {SUBSCRIBERS} `async for` subscribers on one event loop (as the API's "
         f"SSE and WebSocket handlers read), default flush_interval: p50 / p99 | "
         f"{asynchronous} | p99 <= 5 ms |",
         f"| resident memory across 500 consecutive 200-symbol scans through a StreamManager: "
         f"after scan 10 / after scan 500 (peak) | {before:.0f} / {after:.0f} MB "
-        f"({peak:.0f} MB), {after - before:+.1f} MB | flat within 10 MB |",
+        f"({peak:.0f} MB), {after - before:+.1f} MB | within 6 MB |",
     ])
     write_section("Streaming core", f"{body}\n\nLoad average (1 min) at the start of the latency "
                                     f"runs / at the end: {load:.1f} / {os.getloadavg()[0]:.1f} "

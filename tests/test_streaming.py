@@ -302,6 +302,29 @@ def test_waiting_consumer_flushes_at_the_deadline_without_a_producer(no_thread_l
     assert seqs(got) == [2]
 
 
+def test_a_reader_leaving_before_the_deadline_hands_it_to_another(no_thread_leaks):
+    # A held-back message wakes one waiting reader (the oldest: first) to learn the
+    # deadline. When its own timeout ends its wait first, a reader waiting untimed for 30 s
+    # must still publish at the deadline, not when its 30 s are up.
+    streamer, clock = make_streamer(flush_interval=0.02)
+    publish_first(streamer)
+    first, second = streamer.subscribe(since=1), streamer.subscribe(since=1)
+    early, patient = [], []
+    leaver = threading.Thread(target=lambda: early.append(first.get(timeout=0.3)))
+    stayer = threading.Thread(target=lambda: patient.append(second.get(timeout=30)))
+    leaver.start()
+    time.sleep(0.05)  # most likely the first reader waits before the second
+    stayer.start()
+    time.sleep(0.05)
+    streamer.add_result(result("A"))
+    leaver.join(timeout=10)
+    assert early == [None] and patient == []
+    clock.advance(0.02)
+    wait_until(lambda: patient)  # within 5 s, far sooner than the second reader's 30 s
+    stayer.join(timeout=10)
+    assert seqs(patient) == [2]
+
+
 # --- dedup ----------------------------------------------------------------------------------
 
 def test_result_then_update_then_identical_dropped():

@@ -32,9 +32,11 @@ scanner, a finished chunk) adds them inside :meth:`~ResultStreamer.holding`: the
 published together when the block ends, one reader wake-up instead of one per high-tier
 result. There is no timer thread; the deadline is kept by
 whoever looks next. A producer publishes overdue messages when it adds one, every read
-publishes them first, and a waiting reader sleeps no longer than the deadline (the first
-message held back wakes it to learn the deadline; with nothing held it waits untimed).
-Nothing outlives the streamer.
+publishes them first, and a waiting reader sleeps no longer than the deadline. With nothing
+held a reader waits untimed; the first message held back wakes one blocking reader (and the
+event loops) to learn the deadline, not all of them, so a batch costs each reader one
+wake-up. That reader keeps the deadline for everyone; one leaving before it (its own
+timeout) hands it on by waking another. Nothing outlives the streamer.
 
 **Replay and retention.** Published messages go into one shared
 :class:`~technic_panel.streaming.retention.RetainedLog` of at most ``max_retained``, oldest
@@ -350,7 +352,7 @@ class ResultStreamer:
         if urgent or len(self._pending) >= self.batch_size or self._until_flush_locked() == 0:
             self._publish_locked()
         elif len(self._pending) == 1:
-            self._wake_locked()  # waiting readers learn the new flush deadline
+            self._wake_locked(everyone=False)  # one reader learns the flush deadline
         return seq
 
     def _until_flush_locked(self) -> float | None:
@@ -371,8 +373,12 @@ class ResultStreamer:
         self._last_publish = self._clock()
         self._wake_locked()
 
-    def _wake_locked(self) -> None:
-        self._cond.notify_all()
+    def _wake_locked(self, *, everyone: bool = True) -> None:
+        """Wake the blocking readers (only one unless ``everyone``) and every event loop."""
+        if everyone:
+            self._cond.notify_all()
+        else:
+            self._cond.notify()
         for loop, future in self._waiters.items():
             try:
                 loop.call_soon_threadsafe(future.set_result, None)
@@ -397,6 +403,8 @@ class ResultStreamer:
                     return batch
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
+                    if self._pending:
+                        self._cond.notify()  # it may have kept the deadline: hand it on
                     return []
                 self._cond.wait(_earliest(remaining, self._until_flush_locked()))
 
