@@ -22,6 +22,7 @@ from technic_panel.data import (
     DataError,
     DataSource,
     FileSource,
+    longtable,
 )
 from technic_panel.data import files as files_module
 from technic_panel.data.base import PLAN_COLUMNS, PlannableSource, snapshot_from_bars
@@ -624,8 +625,16 @@ def in_long_rows(message: str, rows: np.ndarray) -> str:
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(defects=st.lists(st.sampled_from((None, *DEFECTS)), min_size=1, max_size=5),
        suffix=st.sampled_from(["csv", "parquet"]),
-       layout=st.sampled_from(["grouped", "grouped backwards", "shuffled"]))
-def test_the_long_table_gives_what_per_symbol_files_give(defects, suffix, layout):
+       layout=st.sampled_from(["grouped", "grouped backwards", "shuffled"]),
+       group_rows=st.sampled_from([None, 7, 45]))
+def test_the_long_table_gives_what_per_symbol_files_give(defects, suffix, layout, group_rows):
+    """Also when a grouped Parquet table is read in pieces of row groups (``group_rows``)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(longtable, "FIRST_ROWS", 10)
+        long_table_matches_files(defects, suffix, layout, group_rows)
+
+
+def long_table_matches_files(defects, suffix, layout, group_rows):
     if suffix == "parquet" and "not a number" in defects:
         defects = [d if d != "not a number" else None for d in defects]
     frames = {f"S{i}": symbol_rows(i, defect) for i, defect in enumerate(defects)}
@@ -637,12 +646,20 @@ def test_the_long_table_gives_what_per_symbol_files_give(defects, suffix, layout
         long = long.astype({"volume": str})
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
-        table = FileSource(write(root / "long" / f"all.{suffix}", long))
+        path = root / "long" / f"all.{suffix}"
+        path.parent.mkdir()
+        if suffix == "parquet":
+            long.to_parquet(path, index=False, row_group_size=group_rows)
+        else:
+            long.to_csv(path, index=False)
+        table = FileSource(path)
         for symbol in frames:  # the symbol's rows in the long table's order
             write(root / "files" / f"{symbol}.{suffix}",
                   long[long["symbol"] == symbol].drop(columns="symbol"))
         files = FileSource(root / "files")
         assert table.symbols() == files.symbols() == sorted(frames)
+        pd.testing.assert_frame_equal(table.universe(), files.universe(), check_exact=True)
+        pd.testing.assert_frame_equal(table.snapshot(), files.snapshot(), check_exact=True)
         for symbol in frames:
             rows = np.flatnonzero(long["symbol"] == symbol) + 1
             try:

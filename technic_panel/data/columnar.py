@@ -146,14 +146,16 @@ def _numbers(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray | None]:
 class PriceColumns:
     """The date and OHLCV columns of a table, in ``order`` (default: the file's), checked.
 
-    ``rows`` numbers each row for people (from 1 after the header, in file order).
+    ``rows`` numbers each row for people (from 1 after the header, in file order;
+    ``first_row`` is the file row of the table's first, for a piece of a longer file).
     Raises the :class:`DataError` of :func:`~technic_panel.data.pricefile.columns_of`
     if a column is lacking. Read-only once built, so safe to share between threads.
     """
 
-    def __init__(self, table: pa.Table, label: str, order: np.ndarray | None = None) -> None:
+    def __init__(self, table: pa.Table, label: str, order: np.ndarray | None = None, *,
+                 first_row: int = 0) -> None:
         columns = columns_of(table.column_names, label)
-        self.rows = (np.arange(table.num_rows) if order is None else order) + 1
+        self.rows = (np.arange(table.num_rows) if order is None else order) + 1 + first_row
         self.values: list[np.ndarray] = []
         """Each of :data:`OHLCV_COLUMNS` as float64, NaN where empty (a view where it can be)."""
         self.not_numbers: list[np.ndarray | None] = []
@@ -195,6 +197,27 @@ class PriceColumns:
     def view(self, start: int, end: int) -> Bars:
         """Return rows ``start:end`` as bars, without a copy: for a span :meth:`clean` passed."""
         return Bars(self._days[start:end], *(values[start:end] for values in self.values))
+
+    def snapshots(self, ends: np.ndarray, window: int) -> dict[str, np.ndarray]:
+        """Return the plan values of the clean spans ending at ``ends``, as arrays.
+
+        The same values, bit for bit, as ``snapshot_from_bars`` and the mean dollar volume
+        of the last ``window`` bars give of each span's :meth:`view`; every span must
+        hold more than 21 rows and at least ``window``.
+        """
+        close, volume = self.values[3][ends - 1], self.values[4][ends - 1]
+        back = self.values[3][ends[:, None] - np.array([[2, 6, 22]])]
+        mean_volume = self.values[4][ends[:, None] - 21 + np.arange(20)].mean(axis=1)
+        recent = ends[:, None] - window + np.arange(window)
+        rel_volume = np.full(len(ends), np.nan)
+        np.divide(volume, mean_volume, out=rel_volume, where=mean_volume > 0)
+        return {
+            "avg_dollar_volume": (self.values[3][recent] * self.values[4][recent]).mean(axis=1),
+            "date": self._days[ends - 1], "close": close,
+            "change_pct": 100.0 * (close / back[:, 0] - 1.0),
+            "return_5d": close / back[:, 1] - 1.0, "return_21d": close / back[:, 2] - 1.0,
+            "rel_volume": rel_volume, "dollar_volume": close * volume,
+        }
 
     def checked(self, start: int, end: int, label: str) -> CheckedRows:
         """Check rows ``start:end`` one by one; DataError naming ``label``, the row and the rule."""

@@ -10,10 +10,11 @@ match case-insensitively; the date may be called ``date``, ``datetime`` or
 Listing the symbols of a per-symbol folder reads only file names, and planning a
 scan (:meth:`FileSource.plan_parts`) reads only each file's tail
 (:mod:`~technic_panel.data.tails`), in parts, so a scan starts before every file
-is read. One malformed file fails its own symbol alone, with a :class:`DataError`
-naming the file, the first bad row and the rule it breaks
-(:mod:`~technic_panel.data.pricefile` holds the rules). Parsed bars are cached,
-and their arrays are read-only because every caller shares them.
+is read; a long table lists its symbols from its symbol column alone and is planned
+piece by piece as its price columns are read. One malformed file fails its own
+symbol alone, with a :class:`DataError` naming the file, the first bad row and the
+rule it breaks (:mod:`~technic_panel.data.pricefile` holds the rules). Parsed bars
+are cached, and their arrays are read-only because every caller shares them.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ AVG_WINDOW = 20
 """Bars averaged for ``avg_dollar_volume`` in :meth:`FileSource.universe`."""
 FIRST_PART, LAST_PART = 64, 1024
 """Symbols in the first part :meth:`FileSource.plan_parts` yields; parts double up to LAST_PART."""
+_ROW_COLUMNS = ["symbol", "avg_dollar_volume", *SNAPSHOT_COLUMNS[1:]]
 
 
 class FileSource:
@@ -135,22 +137,23 @@ class FileSource:
         """Yield :data:`PLAN_COLUMNS` for every symbol once, in parts that double in size.
 
         The first part holds :data:`FIRST_PART` symbols. Snapshot values and the average
-        dollar volume come from each file's tail; a symbol whose tail and file cannot
-        be read has NaN values (its :meth:`bars` says why). Once complete, the plan is
-        kept, so :meth:`universe` and :meth:`snapshot` after it read nothing.
+        dollar volume come from each file's tail, or from a long table's pieces as each is
+        read (in the table's order); a symbol whose bars cannot be read has NaN values (its
+        :meth:`bars` says why). Once complete, the plan is kept, sorted by symbol, so
+        :meth:`universe` and :meth:`snapshot` after it read nothing.
         """
         kept = self._plan
         if kept is not None:
             for start, stop in _part_bounds(len(kept)):
                 yield kept.iloc[start:stop].reset_index(drop=True)
             return
-        symbols, parts = self.symbols(), []
-        for start, stop in _part_bounds(len(symbols)):
-            parts.append(self._plan_part(symbols[start:stop]))
-            yield parts[-1]
+        parts = []
+        for part in self._table_parts() if self._table_path else self._folder_parts():
+            parts.append(part)
+            yield part
         plan = pd.concat(parts, ignore_index=True) if parts else self._plan_part([])
         with self._lock:
-            self._plan = plan
+            self._plan = plan.sort_values("symbol", ignore_index=True)  # as symbols() lists
 
     def universe(self) -> pd.DataFrame:
         """Return one row per symbol with metadata; a symbol whose file is bad gets NaN volume."""
@@ -204,11 +207,38 @@ class FileSource:
         assert self._plan is not None
         return self._plan
 
+    def _folder_parts(self) -> Iterator[pd.DataFrame]:
+        symbols = self.symbols()
+        for start, stop in _part_bounds(len(symbols)):
+            yield self._plan_part(symbols[start:stop])
+
+    def _table_parts(self) -> Iterator[pd.DataFrame]:
+        """Yield the long table's plan parts as its pieces are read, cut to doubling sizes."""
+        table, size = self._long_table(), FIRST_PART
+        for symbols in table.ready():
+            while symbols:
+                yield self._table_part(table, symbols[:size])
+                symbols, size = symbols[size:], min(2 * size, LAST_PART)
+
+    def _table_part(self, table: LongTable, symbols: list[str]) -> pd.DataFrame:
+        """Return the plan rows of a long table's ``symbols``, vectorised where the bars allow."""
+        values, done = table.plan_values(symbols, AVG_WINDOW)
+        frame = pd.DataFrame({"symbol": pd.Series(symbols, dtype=object), **values})
+        others = [i for i in range(len(symbols)) if not done[i]]
+        if others:
+            rows = pd.DataFrame.from_records(
+                [_plan_row(symbols[i], self._bars_or_none(symbols[i])) for i in others],
+                columns=_ROW_COLUMNS, index=others)
+            frame = rows if len(others) == len(symbols) else frame.fillna(rows)
+        return self._with_metadata(frame)
+
     def _plan_part(self, symbols: list[str]) -> pd.DataFrame:
         """Return the plan rows of ``symbols``: metadata, snapshot, average dollar volume."""
         rows = [_plan_row(s, bars) for s, bars in zip(symbols, self._tails(symbols), strict=True)]
-        frame = pd.DataFrame.from_records(rows, columns=["symbol", "avg_dollar_volume",
-                                                         *SNAPSHOT_COLUMNS[1:]])
+        return self._with_metadata(pd.DataFrame.from_records(rows, columns=_ROW_COLUMNS))
+
+    def _with_metadata(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Return plan rows (symbol, snapshot, average dollar volume) with their metadata."""
         frame = frame.astype({"symbol": object, "date": "datetime64[ns]"})
         frame = frame.merge(self._metadata, on="symbol", how="left")
         frame["name"] = frame["name"].fillna(frame["symbol"])
@@ -217,8 +247,6 @@ class FileSource:
 
     def _tails(self, symbols: list[str]) -> list[Bars | None]:
         """Return each symbol's last bars: its file's tail, or all its bars (None: neither)."""
-        if self._table_path is not None:
-            return [self._bars_or_none(symbol) for symbol in symbols]
         sized = []
         for symbol in symbols:
             try:
