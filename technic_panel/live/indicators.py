@@ -84,59 +84,53 @@ class _Window:
         return latest_indicators(Bars(*arrays), symbol)
 
 
+_BY_CLOSE = ("rsi", "macd", "bbands", "sma_50", "sma_200", "ema_20", "roc_5", "roc_21",
+             "roc_63", "roc_126")
+"""The handles fed the close alone, in the order :class:`_Handles` keeps them."""
+
+
 class _Handles:
-    """The TA-Lib stream handles of one symbol, opened on its history."""
+    """The TA-Lib stream handles of one symbol, opened on its history.
+
+    Each call looks its ``peek`` or ``update`` method up; none is held as a bound method (a
+    live universe of 5,000 symbols held 300,000 of those, objects that every full pass of
+    the garbage collector walks while the bars wait).
+    """
 
     def __init__(self, bars: Bars) -> None:
         h, low, c, v = bars.high, bars.low, bars.close, bars.volume
         self.mean_volume = stream.SMA(v, 20)
         self.obv, obv = stream.OBV.open_and_fill(c, v)
         self.obv_slope = stream.LINEARREG_SLOPE(obv, 20)
-        self.by_close = {
-            "rsi": stream.RSI(c, timeperiod=14), "macd": stream.MACD(c, 12, 26, 9),
-            "bbands": stream.BBANDS(c, 20, 2.0, 2.0), "sma_50": stream.SMA(c, 50),
-            "sma_200": stream.SMA(c, 200), "ema_20": stream.EMA(c, 20),
-            "roc_5": stream.ROC(c, 5), "roc_21": stream.ROC(c, 21), "roc_63": stream.ROC(c, 63),
-            "roc_126": stream.ROC(c, 126)}
-        self.by_bar = {"atr": stream.ATR(h, low, c, 14), "adx": stream.ADX(h, low, c, 14)}
+        self.by_close = (
+            stream.RSI(c, timeperiod=14), stream.MACD(c, 12, 26, 9), stream.BBANDS(c, 20, 2.0, 2.0),
+            stream.SMA(c, 50), stream.SMA(c, 200), stream.EMA(c, 20), stream.ROC(c, 5),
+            stream.ROC(c, 21), stream.ROC(c, 63), stream.ROC(c, 126))
+        self.atr, self.adx = stream.ATR(h, low, c, 14), stream.ADX(h, low, c, 14)
         self.dollar_volume = stream.SMA(c * v, 20)
         self.high_20 = stream.MAX(h, 20)
         self.year: tuple[Any, Any] | None = None
         if len(bars) >= YEAR:
             self.open_year(h, low)
-        self._methods = {how: self._bind(how) for how in ("peek", "update")}
 
     def open_year(self, high: np.ndarray, low: np.ndarray) -> None:
         """Open the 52-week high and low handles on (at least) a year of bars."""
         self.year = stream.MAX(high, YEAR), stream.MIN(low, YEAR)
-        self._methods = {how: self._bind(how) for how in ("peek", "update")}
-
-    def _bind(self, how: str) -> tuple:
-        """Return the bound ``peek`` or ``update`` methods of the handles, grouped by input."""
-        def bound(handles: dict) -> list:
-            return [(name, getattr(handle, how)) for name, handle in handles.items()]
-
-        year = None if self.year is None else tuple(getattr(h, how) for h in self.year)
-        return (bound(self.by_close), bound(self.by_bar), getattr(self.mean_volume, how),
-                getattr(self.obv, how), getattr(self.obv_slope, how),
-                getattr(self.dollar_volume, how), getattr(self.high_20, how), year)
 
     def values(self, bar: Bar, how: str) -> dict[str, Any]:
         """Return every handle's value at ``bar``, read (``peek``) or committed (``update``)."""
-        by_close, by_bar, mean_volume, obv, obv_slope, dollar_volume, high_20, year = \
-            self._methods[how]
         h, low, c, v = bar.high, bar.low, bar.close, bar.volume
         values: dict[str, Any] = {"prev_mean_volume": self.mean_volume.value}
-        for name, method in by_close:
-            values[name] = method(c)
-        for name, method in by_bar:
-            values[name] = method(h, low, c)
-        values["mean_volume"] = mean_volume(v)
-        values["dollar_volume"] = dollar_volume(c * v)
-        values["high_20"] = high_20(h)
-        values["obv_slope"] = obv_slope(obv(c, v))
-        if year is not None:
-            values["year"] = (year[0](h), year[1](low))
+        values.update(zip(_BY_CLOSE, [getattr(handle, how)(c) for handle in self.by_close],
+                          strict=True))
+        values["atr"] = getattr(self.atr, how)(h, low, c)
+        values["adx"] = getattr(self.adx, how)(h, low, c)
+        values["mean_volume"] = getattr(self.mean_volume, how)(v)
+        values["dollar_volume"] = getattr(self.dollar_volume, how)(c * v)
+        values["high_20"] = getattr(self.high_20, how)(h)
+        values["obv_slope"] = getattr(self.obv_slope, how)(getattr(self.obv, how)(c, v))
+        if self.year is not None:
+            values["year"] = (getattr(self.year[0], how)(h), getattr(self.year[1], how)(low))
         return values
 
 

@@ -88,7 +88,7 @@ def _is_date(text: str) -> bool:
 
 
 def _is_names(value: Any) -> bool:
-    return isinstance(value, list) and all(_is_text(name) for name in value)
+    return isinstance(value, list | tuple) and all(_is_text(name) for name in value)
 
 
 def _choice(key: str, choices: tuple[str, ...], required: bool = True) -> _Rule:
@@ -120,7 +120,7 @@ _LIVE_RULES = (
     _Rule("bar_time", _BAR_TIME_RULE.expected, _is_timestamp, required=False),
     _count("feed_time", required=False),
     _Rule("in_filter", "a boolean", lambda value: isinstance(value, bool), required=False),
-    _Rule("changed", "a list of field names", _is_names, required=False),
+    _Rule("changed", "a list (or tuple) of field names", _is_names, required=False),
     _choice("previous_signal", SIGNALS, required=False),
 )
 LIVE_KEYS = frozenset(rule.key for rule in _LIVE_RULES)

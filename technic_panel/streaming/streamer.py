@@ -16,8 +16,9 @@ JSON-safe and validated first, so invalid data raises ``MessageError`` and takes
 
 **Dedup.** A symbol's first result is a ``result``; a later one whose content differs
 (the contract's ``BOOKKEEPING_KEYS`` aside) is an ``update`` of that row, naming the fields
-that ``changed`` and the ``previous_signal``; an identical one is dropped and takes no seq.
-The last content per symbol is kept: memory grows with the universe, not with time.
+that ``changed`` (a tuple; an array in JSON) and the ``previous_signal``; an identical one
+is dropped and takes no seq. The last content per symbol is kept: memory grows with the
+universe, not with time.
 
 **Batching.** Publishing (making messages visible) is throttled, not delayed: a message
 added when the last publish is ``flush_interval`` or more ago goes out at once, so a
@@ -220,7 +221,11 @@ class ResultStreamer:
                 changed = changed_fields(previous, content)
                 if not changed:
                     return None
-                body = {**content, "changed": changed, "previous_signal": previous["signal"]}
+                # A tuple, not a list: a message of numbers, text and tuples is one the
+                # garbage collector untracks, so the retained window costs its full passes
+                # nothing (a live scan's 50,000 updates stalled them ~200 ms as lists).
+                body = {**content, "changed": tuple(changed),
+                        "previous_signal": previous["signal"]}
             seq = self._append_locked("result" if previous is None else "update", body,
                                       urgent=content.get("priority_tier") == "high")
             self._sent[content["symbol"]] = content
