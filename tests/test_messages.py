@@ -387,11 +387,16 @@ def test_json_round_trip(type_):
     assert from_json(text.encode()) == msg
 
 
-def test_to_json_refuses_nan_and_objects():
-    with pytest.raises(MessageError, match="cannot be written as JSON: Out of range float"):
-        to_json(replace_at(good(), "data.rsi", math.nan))
-    with pytest.raises(MessageError, match="cannot be written as JSON: Object of type object"):
+@pytest.mark.parametrize("value", [math.nan, math.inf, [1.0, -math.inf], {"a": (math.nan,)}])
+def test_to_json_refuses_nan_and_infinity_at_any_depth(value):
+    with pytest.raises(MessageError, match="NaN or infinity is not a JSON number"):
+        to_json(replace_at(good(), "data.rsi", value))
+
+
+def test_to_json_refuses_objects_and_writes_none_as_null():
+    with pytest.raises(MessageError, match="cannot be written as JSON: .*object"):
         to_json(replace_at(good(), "data.rsi", object()))
+    assert '"rsi":null' in to_json(replace_at(good(), "data.rsi", None))
 
 
 @pytest.mark.parametrize(
