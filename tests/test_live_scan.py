@@ -6,6 +6,7 @@ times) for the alert rules; whole live scans run through a real ``StreamManager`
 
 from __future__ import annotations
 
+import gc
 import json
 import threading
 import time
@@ -255,7 +256,12 @@ def test_stats_summarise_the_live_figures(source, no_thread_leaks):
 
 def test_a_live_scan_keeps_the_contract_then_ends_on_its_timeout(manager):
     scan_id = manager.start_stream({**LIVE, "timeout": 3})
-    messages = read_all(manager.subscribe(scan_id))
+    subscription = manager.subscribe(scan_id)
+    messages = []
+    while not any(msg["data"].get("live") for msg in messages if msg["type"] == "progress"):
+        messages.extend(subscription.get_batch(timeout=10))
+    assert gc.get_freeze_count() > 0  # the heap is frozen while the rows run
+    messages.extend(read_all(subscription))
     check_live_stream(messages)
     final = messages[-1]["data"]
     assert (final["status"], final["reason"]) == ("terminated", "timeout")
@@ -275,6 +281,7 @@ def test_a_live_scan_keeps_the_contract_then_ends_on_its_timeout(manager):
     live_progress = [msg for msg in of_type(messages, "progress") if msg["data"].get("live")]
     assert live_progress and "latency_ms_p99" in live_progress[-1]["data"]
     assert manager.get(scan_id).streamer.result_count == 30
+    assert gc.get_freeze_count() == 0  # frozen while it ran (tests/test_live_heap.py), no more
     latest = {msg["data"]["symbol"]: msg["data"]["signal"]
               for msg in of_type(messages, "result", "update")}
     counts = {signal: list(latest.values()).count(signal) for signal in final["signals"]}

@@ -28,6 +28,7 @@ from technic_panel.data.base import DataSource
 from technic_panel.engine.planner import META_FIELDS
 from technic_panel.engine.scanner import ScanEvent, Scanner
 from technic_panel.live.feeds import BarFeed
+from technic_panel.live.heap import frozen_heap
 from technic_panel.live.replay import HistoryBefore, ReplayFeed, replay_start
 from technic_panel.live.rows import LiveRows
 from technic_panel.live.synthetic_feed import SyntheticFeed
@@ -85,7 +86,8 @@ class LiveScan(ScanRun):
                 rows.pause()
         record.live_stats = lambda: {**rows.stats(),
                                      "initial_reason": record.criteria.initial_reason}
-        rows.run()
+        with frozen_heap():
+            rows.run()
 
     def _rows(self, scanner: Scanner) -> LiveRows:
         record, config = self.record, self.record.config

@@ -1,0 +1,51 @@
+"""frozen_heap: the heap frozen from the first live scan's start to the last one's end."""
+
+from __future__ import annotations
+
+import gc
+import threading
+import weakref
+
+from technic_panel.live.heap import frozen_heap
+
+
+class Node:
+    """An object that can sit in a reference cycle and be watched through a weakref."""
+
+    partner: Node | None = None
+
+
+def test_the_heap_stays_frozen_until_the_last_of_two_overlapping_scans_ends():
+    assert gc.get_freeze_count() == 0
+    inside, leave = threading.Event(), threading.Event()
+
+    def other_scan() -> None:
+        with frozen_heap():
+            inside.set()
+            leave.wait(10)
+
+    other = threading.Thread(target=other_scan)
+    with frozen_heap():
+        assert gc.get_freeze_count() > 0
+        other.start()
+        inside.wait(10)
+    assert gc.get_freeze_count() > 0  # the other scan still runs
+    leave.set()
+    other.join(10)
+    assert gc.get_freeze_count() == 0
+
+
+def test_garbage_from_before_is_collected_not_frozen_and_later_garbage_still_goes():
+    before = Node()
+    before.partner = Node()
+    before.partner.partner = before
+    watched_before = weakref.ref(before)
+    del before
+    with frozen_heap():
+        assert watched_before() is None
+        during = Node()
+        during.partner = during
+        watched_during = weakref.ref(during)
+        del during
+        gc.collect()
+        assert watched_during() is None
