@@ -96,7 +96,9 @@ class DataSource(Protocol):
     Implementations must be picklable (process and Dask executors ship them to
     workers) and safe to call from several threads at once. A source that waits
     on a remote provider may say so with an ``io_bound = True`` attribute; the
-    thread executor then defaults to many threads instead of one.
+    thread executor then defaults to many threads instead of one. One whose reads
+    overlap with scoring (parsing without the GIL) may name the thread executor's
+    default with a ``read_threads`` attribute.
     """
 
     name: str
