@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import re
 
+import numpy as np
 import pytest
 from bokeh.document import Document
 from bokeh.document.events import ColumnsPatchedEvent, ColumnsStreamedEvent
@@ -64,6 +65,8 @@ def test_a_live_scan_patches_rows_in_place_and_shows_its_figures(manager):
     assert events.count(ColumnsPatchedEvent) >= 5 and streamed <= 12
     assert ColumnsStreamedEvent not in events[events.index(ColumnsPatchedEvent) + 1:]
     flashed = [i for i, n in enumerate(controller.cds.data["flashes"]) if n > 0]
+    feed_times = np.asarray(controller.cds.data["feed_time"])[flashed]
+    assert (feed_times > 1.7e12).all()  # each changed row's bar's feed_time, UTC ms
     assert flashed and all(set(controller.cds.data["flash"][i].split()) <= set(TABLE_COLUMNS)
                            for i in flashed)
     assert controller.outcome == "terminated" and controller.reason == "timeout"

@@ -7,12 +7,14 @@ The source holds the columns the table's views show (:data:`TABLE_COLUMNS`), two
 derived from the trade plan (:func:`plan_distances`); the full results stay with the
 controller.
 
-Live, three more columns (:data:`LIVE_COLUMNS`) carry what the view marks: ``flash``, the
+Live, four more columns (:data:`LIVE_COLUMNS`) carry what the view marks: ``flash``, the
 table fields the row's last update changed, and ``flashes``, a count that rises with each
 change (the browser flashes those cells when it sees the count rise); ``new``, ``"new"``
 while the row entered (first arrived live, or entered the filter) within the last
-``new_bars`` bars of the feed clock (:meth:`ResultsTable.advance`). Changed rows are
-patched in place, never streamed again.
+``new_bars`` bars of the feed clock (:meth:`ResultsTable.advance`); ``feed_time``, when
+the feed handed over the bar of the row's last change (UTC ms), from which the page can
+time feed to row (benchmarks/bench_live.py does). Changed rows are patched in place, never
+streamed again.
 """
 
 from __future__ import annotations
@@ -41,25 +43,26 @@ entry, in percent of it (:func:`plan_distances`).
 TABLE_COLUMNS = TEXT_COLUMNS + NUMBER_COLUMNS
 """Result columns of :attr:`ScanController.cds`: one row per symbol, in arrival order."""
 
-LIVE_COLUMNS = ("new", "flash", "flashes")
+LIVE_COLUMNS = ("new", "flash", "flashes", "feed_time")
 """The live marks of each row (see the module docs); blank outside a live scan."""
 
 _PLAN = {"entry", "stop", "target"}
 
 
 class LiveMarks:
-    """One row's live marks: its new marker, the fields that last changed and how often."""
+    """One row's live marks: its new marker, the fields that last changed, how often, when."""
 
-    __slots__ = ("new", "flash", "flashes", "entered")
+    __slots__ = ("new", "flash", "flashes", "feed_time", "entered")
 
     def __init__(self) -> None:
-        self.new, self.flash, self.flashes = "", "", 0.0
+        self.new, self.flash, self.flashes, self.feed_time = "", "", 0.0, np.nan
         self.entered: int | None = None
         """The feed-clock bar the row entered at (None: not new)."""
 
     def cells(self) -> dict[str, Any]:
         """Return the row's :data:`LIVE_COLUMNS` cells."""
-        return {"new": self.new, "flash": self.flash, "flashes": self.flashes}
+        return {"new": self.new, "flash": self.flash, "flashes": self.flashes,
+                "feed_time": self.feed_time}
 
 
 class ResultsTable:
@@ -102,6 +105,8 @@ class ResultsTable:
         if row.get("bar_time") is None:
             return
         marks = self.marks.setdefault(change.symbol, LiveMarks())
+        if row.get("feed_time") is not None:
+            marks.feed_time = float(row["feed_time"])
         entered = previous is None or (previous.get("in_filter") is False
                                        and row.get("in_filter") is True)
         if entered:
@@ -179,7 +184,8 @@ def columns(rows: list[Mapping[str, Any]],
     data.update({name: np.array([cell[name] for cell in cells], dtype=float)
                  for name in NUMBER_COLUMNS})
     data.update(new=[mark["new"] for mark in live], flash=[mark["flash"] for mark in live],
-                flashes=np.array([mark["flashes"] for mark in live], dtype=float))
+                flashes=np.array([mark["flashes"] for mark in live], dtype=float),
+                feed_time=np.array([mark["feed_time"] for mark in live], dtype=float))
     return data
 
 
