@@ -31,13 +31,12 @@ everything pending before it, keeping the order); always for the ``final``. No m
 waits longer than ``flush_interval``. A producer with several messages at one instant (the
 scanner, a finished chunk) adds them inside :meth:`~ResultStreamer.holding`: they are
 published together when the block ends, one reader wake-up instead of one per high-tier
-result. There is no timer thread; the deadline is kept by
-whoever looks next. A producer publishes overdue messages when it adds one, every read
-publishes them first, and a waiting reader sleeps no longer than the deadline. With nothing
-held a reader waits untimed; the first message held back wakes one blocking reader (and the
-event loops) to learn the deadline, not all of them, so a batch costs each reader one
-wake-up. That reader keeps the deadline for everyone; one leaving before it (its own
-timeout) hands it on by waking another. Nothing outlives the streamer.
+result. There is no timer thread; the deadline is kept by whoever looks next. A producer
+publishes overdue messages when it adds one, every read publishes them first, and a waiting
+reader sleeps no longer than the deadline. With nothing held a reader waits untimed; the
+first message held back wakes one blocking reader (and the event loops), which keeps the
+deadline for all (one leaving first hands it on): a batch wakes each reader once.
+Nothing outlives the streamer.
 
 **Replay and retention.** Published messages go into one shared
 :class:`~technic_panel.streaming.retention.RetainedLog` of at most ``max_retained``, oldest
@@ -221,9 +220,8 @@ class ResultStreamer:
                 changed = changed_fields(previous, content)
                 if not changed:
                     return None
-                # A tuple, not a list: a message of numbers, text and tuples is one the
-                # garbage collector untracks, so the retained window costs its full passes
-                # nothing (a live scan's 50,000 updates stalled them ~200 ms as lists).
+                # A tuple: the collector untracks messages of atoms and tuples (lists
+                # kept a live scan's retained window in its full passes, ~200 ms each).
                 body = {**content, "changed": tuple(changed),
                         "previous_signal": previous["signal"]}
             seq = self._append_locked("result" if previous is None else "update", body,
@@ -380,10 +378,7 @@ class ResultStreamer:
 
     def _wake_locked(self, *, everyone: bool = True) -> None:
         """Wake the blocking readers (only one unless ``everyone``) and every event loop."""
-        if everyone:
-            self._cond.notify_all()
-        else:
-            self._cond.notify()
+        (self._cond.notify_all if everyone else self._cond.notify)()
         for loop, future in self._waiters.items():
             try:
                 loop.call_soon_threadsafe(future.set_result, None)
