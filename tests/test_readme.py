@@ -16,6 +16,7 @@ import io
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -143,6 +144,31 @@ def test_make_test_runs_lint_every_test_the_notebooks_and_the_coverage_gate():
     assert "ruff check" in recipe and "--nbval-lax" in recipe and "notebooks/" in recipe
     assert "mypy technic_panel/engine technic_panel/data technic_panel/streaming" in recipe
     assert "--fail-under=100" in recipe and "tests" in recipe
+
+
+def test_make_serve_installs_the_runtime_and_the_dask_extra_only(tmp_path):
+    recipe = subprocess.run(["make", "-n", "--no-print-directory", "serve",
+                             f"VENV={tmp_path / 'venv'}"], cwd=ROOT, capture_output=True,
+                            text=True, check=True).stdout
+    installs = [line.split(" install ", 1)[1] for line in recipe.splitlines()
+                if " -m pip install " in line]
+    assert "--quiet -e '.[dask]'" in installs, recipe
+    assert not any("test" in line or "yahoo" in line for line in installs), installs
+
+
+def test_building_the_package_gives_no_deprecation_warning(tmp_path):
+    # A `license = {text=...}` table, say, makes setuptools warn while pip builds the package.
+    for name in ("pyproject.toml", "README.md"):
+        (tmp_path / name).write_text((ROOT / name).read_text())
+    shutil.copytree(ROOT / "technic_panel", tmp_path / "technic_panel",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    build = subprocess.run([sys.executable, "-m", "pip", "--isolated", "wheel", "--no-deps",
+                            "-v", "-w", "dist", "."], cwd=tmp_path, capture_output=True,
+                           text=True, timeout=600)
+    log = build.stdout + build.stderr
+    assert build.returncode == 0, log[-2000:]
+    assert [line for line in log.splitlines() if "deprecat" in line.lower()] == []
+    assert list((tmp_path / "dist").glob("technic_panel-*.whl"))
 
 
 def test_the_notebook_view_example_builds_the_dashboard(panel_state):
