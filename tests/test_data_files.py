@@ -720,4 +720,6 @@ def test_a_folder_is_read_by_a_thread_a_core_a_long_table_by_one(prices: Path, t
     assert not getattr(FileSource(prices), "io_bound", False)  # local files: no waiting
     assert Scanner(FileSource(prices)).executor.workers == cores  # pyarrow parses sans GIL
     assert Scanner(FileSource(prices), workers=5).executor.workers == 5  # a setting wins
+    assert Scanner(FileSource(prices), executor="process").executor.workers == (
+        os.cpu_count() or 1)  # processes: the process executor's own default
     assert Scanner(FileSource(long)).executor.workers == 1  # slices: computing is all

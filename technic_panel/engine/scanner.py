@@ -108,10 +108,11 @@ class Scanner:
         self.source = source
         self.check_result = check_result
         self.scorer = (strategy or Strategy()).scorer()
+        if not workers and executor == "thread":
+            workers = getattr(source, "read_threads", None)  # the source knows its reads
         self.executor = (executor if isinstance(executor, ScanExecutor)
-                         else make_executor(executor,
-                                            workers or getattr(source, "read_threads", None),
-                                            scheduler, io_bound=getattr(source, "io_bound", False)))
+                         else make_executor(executor, workers, scheduler,
+                                            io_bound=getattr(source, "io_bound", False)))
         self.filter = FilterExpression(filter, RESULT_COLUMNS) if filter else None
         self.previous_ratings = previous_ratings
         self.screen = Screen(None if symbols is None else tuple(symbols), tuple(sectors),
