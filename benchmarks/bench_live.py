@@ -15,9 +15,10 @@ symbol per second (`bar_interval=1`; the feed's forming updates are off, `update
 - the same over SSE at 20,000 symbols, for a shorter run;
 - in the browser: `panel serve app.py` and headless Chromium at the live scan's URL; for
   every row a patch changes, the page's wall clock at the animation frame after the patch
-  minus the row's `feed_time` (the table's source carries it). The served app's feed
-  delivers 4 ticks a bar, so BROWSER_SYMBOLS = 1,000 symbols are 4,000 ticks a second,
-  near the 5,000 bars a second of the other measurements.
+  minus the row's `feed_time` (the table's source carries it). Two runs (BROWSER_RUNS):
+  5,000 symbols with closed bars only (the served app with `--setup closed_bars_only.py`),
+  5,000 bars a second as above; and 1,000 symbols at the served feed's default 4 ticks a
+  bar, 4,000 ticks a second.
 
 The clocks are the same machine's wall clock, in whole ms. The machine's load average is
 written beside the figures: other processes share its cores.
@@ -62,8 +63,9 @@ from technic_panel.streaming.streamer import StreamEnded  # noqa: E402
 
 BROWSER_SECONDS = 60.0
 """Seconds of the live scan the browser measurement starts (its first pass included)."""
-BROWSER_SYMBOLS = 1000
-"""Symbols of the browser measurement: at the served feed's 4 ticks a bar, 4,000 a second."""
+BROWSER_RUNS = ((5000, 1), (1000, 4))
+"""(symbols, ticks a bar) of the browser runs: 5,000 bars a second, the issue's rate, then
+the served default feed (three forming updates and the close) at 4,000 ticks a second."""
 
 
 def settings(symbols: int, seconds: float) -> dict:
@@ -216,8 +218,16 @@ def over_sse(symbols: int, seconds: float, updates: int) -> dict:
 PATCH_PROBE_JS = f"""() => {{
   const source = {TABLE_JS}.model.source;
   window.__feedToRow = [];
+  const seen = [];
   source.patching.connect((indices) => {{
-    const fed = indices.map((i) => source.data.feed_time[i]).filter(Number.isFinite);
+    const times = source.data.feed_time, fed = [];
+    for (const i of indices) {{
+      const feedTime = times[i];
+      if (Number.isFinite(feedTime) && feedTime !== seen[i]) {{
+        fed.push(feedTime);
+        seen[i] = feedTime;
+      }}
+    }}
     requestAnimationFrame(() => {{
       const now = Date.now();
       for (const feedTime of fed) window.__feedToRow.push(now - feedTime);
@@ -227,25 +237,54 @@ PATCH_PROBE_JS = f"""() => {{
 """Records, for each row a patch changes, ms from its bar's feed_time to the next frame."""
 
 
-def in_browser(symbols: int, seconds: float) -> dict:
-    """Run a live scan from the served dashboard in Chromium; return feed-to-row figures."""
+def in_browser(symbols: int, seconds: float, updates: int) -> dict:
+    """Run a live scan from the served dashboard in Chromium; return feed-to-row figures.
+
+    The served feed delivers ``updates`` ticks a bar: 4 (the default), or 1 through the
+    ``panel serve --setup`` script ``closed_bars_only.py``. The CPU shares (of one core) of
+    the server and of Chromium's processes are taken over the second quarter of the run.
+    """
     from playwright.sync_api import sync_playwright
 
+    setup = () if updates == 4 else ("--setup", str(HERE / "closed_bars_only.py"))
+    assert updates in (1, 4), "the served feed delivers 4 ticks a bar, or 1 with the setup"
     url = (f"/app?live=true&symbols={symbols}&bar_interval=1&timeout={seconds:g}"
            "&alert_cooldown=60")
-    with panel_server() as (base, _process), sync_playwright() as playwright:
+    with panel_server(60.0, *setup) as (base, process), sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1500, "height": 1000})
         offline_routes(page)
         page.goto(base + url)
         wait_for_table(page)
         page.evaluate(PATCH_PROBE_JS)
+        server = psutil.Process(process.pid)
+        chromium = [child for child in psutil.Process().children(recursive=True)
+                    if "chrom" in child.name()]
         page.get_by_role("button", name="Start").click()
+        time.sleep(seconds / 4)
+        before = time.monotonic(), cpu_seconds([server]), cpu_seconds(chromium)
+        time.sleep(seconds / 4)
+        after = time.monotonic(), cpu_seconds([server]), cpu_seconds(chromium)
         wait_finished(page, timeout=(seconds + 180) * 1000)
         latencies = page.evaluate("window.__feedToRow")
         browser.close()
+    span = after[0] - before[0]
     return {"p50": percentile(latencies, 50), "p99": percentile(latencies, 99),
-            "rows": len(latencies)}
+            "rows": len(latencies), "symbols": symbols, "updates": updates,
+            "server_cpu": 100 * (after[1] - before[1]) / span,
+            "chromium_cpu": 100 * (after[2] - before[2]) / span}
+
+
+def cpu_seconds(processes: list[psutil.Process]) -> float:
+    """CPU seconds (user and system) of ``processes`` so far; those gone count nothing."""
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
 
 
 def events(response: http.client.HTTPResponse):
@@ -295,13 +334,14 @@ def main() -> None:
     print(f"SSE 5,000: {sse}", flush=True)
     big = over_sse(20_000, 60.0, args.updates)
     print(f"SSE 20,000: {big}", flush=True)
-    page = in_browser(BROWSER_SYMBOLS, BROWSER_SECONDS)
-    print(f"browser: {page}", flush=True)
-    write_section("Live scan", section(here, sse, big, page, seconds, args.updates, load))
+    pages = [in_browser(symbols, BROWSER_SECONDS, updates) for symbols, updates in BROWSER_RUNS]
+    for page in pages:
+        print(f"browser: {page}", flush=True)
+    write_section("Live scan", section(here, sse, big, pages, seconds, args.updates, load))
 
 
-def section(here: dict, sse: dict, big: dict, page: dict, seconds: float, updates: int,
-            load: float) -> str:
+def section(here: dict, sse: dict, big: dict, pages: list[dict], seconds: float,
+            updates: int, load: float) -> str:
     """Return the Markdown of the "Live scan" section."""
     growth = sse["rss_end"] - sse["rss_1"]
     rows = [
@@ -322,10 +362,12 @@ def section(here: dict, sse: dict, big: dict, page: dict, seconds: float, update
          f"{big['p50']:.0f} / {big['p99']:.0f} ms", "-"),
         ("server CPU / RSS at the end, 20,000 symbols",
          f"{big['cpu']:.0f}% / {big['rss_end']:.0f} MB", "-"),
-        (f"feed-to-row in the browser p50 / p99, {BROWSER_SYMBOLS:,} symbols x 4 ticks a "
-         f"bar, {BROWSER_SECONDS:.0f} s ({page['rows']:,} patched rows)",
-         f"{page['p50']:.0f} / {page['p99']:.0f} ms",
-         f"p99 <= 250 ms ({verdict(page['p99'], 250)})"),
+        *((f"feed-to-row in the browser p50 / p99, {page['symbols']:,} symbols x "
+           f"{page['updates']} tick(s) a bar ({page['symbols'] * page['updates']:,} a second), "
+           f"{BROWSER_SECONDS:.0f} s ({page['rows']:,} changed rows; CPU server "
+           f"{page['server_cpu']:.0f}%, Chromium {page['chromium_cpu']:.0f}% of one core)",
+           f"{page['p50']:.0f} / {page['p99']:.0f} ms",
+           f"p99 <= 250 ms ({verdict(page['p99'], 250)})") for page in pages),
     ]
     table = "\n".join(f"| {name} | {result} | {target} |" for name, result, target in rows)
     return f"""
@@ -334,7 +376,9 @@ Method: a live scan of the synthetic universe, every symbol one closed bar a sec
 `StreamManager` and one subscriber thread, 30 s. Over SSE: `make_app()` in a subprocess and
 one SSE client in this one; server CPU as a share of one core over the live phase, RSS
 sampled each second. Latency is receipt wall clock minus the bar's `feed_time` (whole ms),
-over every `result` and `update`. One run each; load average {load:.1f} on
+over every `result` and `update`. In the browser: `panel serve app.py` and Chromium, the
+page's wall clock at the animation frame after a patch minus the `feed_time` of each row
+whose `feed_time` the patch changed. One run each; load average {load:.1f} on
 {os.cpu_count()} cores when it started (other processes shared them).
 
 | measure | result | target |

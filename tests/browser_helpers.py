@@ -90,7 +90,7 @@ def require_chromium() -> None:
     pytest.skip(reason)
 
 
-def serve_command(port: int) -> list[str]:
+def serve_command(port: int, *extra: str) -> list[str]:
     """Return the ``panel serve app.py`` command of ``make serve``, with the API plugin.
 
     As ``make serve``: the dashboard's token check (:mod:`technic_panel.api.auth`, a no-op while
@@ -101,7 +101,7 @@ def serve_command(port: int) -> list[str]:
                "--liveness", "--log-level", "warning",
                "--auth-module", str(ROOT / "technic_panel" / "api" / "auth.py"),
                "--exclude-headers=Cookie", "--exclude-cookies=technic_dashboard",
-               "--plugins", "technic_panel.api.serve"]
+               "--plugins", "technic_panel.api.serve", *extra]
     return command
 
 
@@ -120,17 +120,19 @@ class Served:
 
 
 @contextlib.contextmanager
-def panel_server(timeout: float = 60.0, **env: str) -> Iterator[tuple[str, subprocess.Popen]]:
+def panel_server(timeout: float = 60.0, *extra: str,
+                 **env: str) -> Iterator[tuple[str, subprocess.Popen]]:
     """Run ``panel serve app.py`` on a free loopback port; yield (base URL, process).
 
-    ``env`` adds environment variables of the server (``TECHNIC_INACTIVITY_TIMEOUT``, ...).
+    ``extra`` adds arguments of ``panel serve`` (``--setup FILE``, ...); ``env`` adds
+    environment variables of the server (``TECHNIC_INACTIVITY_TIMEOUT``, ...).
     """
-    with served_app(timeout, **env) as served:
+    with served_app(timeout, *extra, **env) as served:
         yield served.base, served.process
 
 
 @contextlib.contextmanager
-def served_app(timeout: float = 60.0, **env: str) -> Iterator[Served]:
+def served_app(timeout: float = 60.0, *extra: str, **env: str) -> Iterator[Served]:
     """Run ``panel serve app.py`` as :func:`panel_server` does; yield a :class:`Served`.
 
     The log is opened for appending, so reading it never moves where the server writes.
@@ -138,7 +140,7 @@ def served_app(timeout: float = 60.0, **env: str) -> Iterator[Served]:
     port = free_port()
     env = {**os.environ, "TECHNIC_MAX_SCANS": "8", **env}
     with tempfile.TemporaryFile("a+") as log:
-        process = subprocess.Popen(serve_command(port), cwd=ROOT, env=env,
+        process = subprocess.Popen(serve_command(port, *extra), cwd=ROOT, env=env,
                                    stdout=log, stderr=subprocess.STDOUT, text=True)
         base = f"http://127.0.0.1:{port}"
         try:

@@ -23,11 +23,11 @@ from technic_panel.ui.colors import SIGNAL_CELLS_BACKGROUND, SIGNAL_CELLS_TEXT
 from technic_panel.ui.controller import ScanController
 from technic_panel.ui.dashboard import (
     SIDEBAR_WIDTH,
-    TOAST_INTERVAL,
     Dashboard,
     OfflineFast,
 )
 from technic_panel.ui.notebook import NotebookLayout
+from technic_panel.ui.notices import TOAST_INTERVAL
 from technic_panel.ui.sidebar import APPLIES, scan_label
 from technic_panel.vocabulary import SIGNALS
 

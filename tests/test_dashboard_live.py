@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import html
 import re
+import time
 
 import numpy as np
 import pytest
 from bokeh.document import Document
 from bokeh.document.events import ColumnsPatchedEvent, ColumnsStreamedEvent
 from helpers import wait_until
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from technic_panel.streaming.jsonsafe import make_message
 from technic_panel.ui.alerts_panel import ALERTS_SHOWN, alerts_html
 from technic_panel.ui.controller import ScanController
-from technic_panel.ui.dashboard import ALERT_TOAST_INTERVAL, Dashboard
+from technic_panel.ui.dashboard import LIVE_PANES_PERIOD, Dashboard
 from technic_panel.ui.live_outputs import ALERTS_KEPT
-from technic_panel.ui.notices import Batches
-from technic_panel.ui.table import LIVE_COLUMNS, TABLE_COLUMNS
+from technic_panel.ui.notices import ALERT_TOAST_INTERVAL, Batches
+from technic_panel.ui.pacing import Paced
+from technic_panel.ui.table import LIVE_COLUMNS, TABLE_COLUMNS, columns
 
 pytestmark = pytest.mark.usefixtures("panel_state")
 
@@ -84,6 +88,31 @@ def test_a_live_scan_patches_rows_in_place_and_shows_its_figures(manager):
     assert [c.field for c in dashboard.table.columns][:2] == ["symbol", "new"]
 
 
+def test_live_panes_refresh_once_a_period_while_the_table_takes_every_update(manager):
+    controller = ScanController(manager=manager, timeout=2.5, **LIVE)
+    dashboard = Dashboard(controller)
+    refreshed, deferred, updates = [], [], []
+
+    def refresh() -> None:
+        refreshed.append((time.monotonic(), controller.status, controller.last_seq))
+        dashboard._refresh_panes()
+
+    dashboard._panes = Paced(refresh, LIVE_PANES_PERIOD,
+                             schedule=lambda run, delay_ms: deferred.append(delay_ms))
+    controller.param.watch(lambda event: updates.append(event.new), "last_seq")
+    controller.run()
+    live = [moment for moment, status, seq in refreshed if status == "running" and seq]
+    assert len(updates) >= 20 and 1 <= len(live) <= 5  # ~2.5 s of updates, one refresh a s
+    assert all(b - a >= LIVE_PANES_PERIOD for a, b in zip(live, live[1:], strict=False))
+    assert deferred and all(0 < ms <= 1000 * LIVE_PANES_PERIOD for ms in deferred)
+    assert refreshed[-1][1:] == (controller.status, controller.last_seq)  # the end, at once
+    assert controller.status not in ("running", "paused")
+    dots = dashboard._dots.data
+    assert list(dots["symbol"]) == list(controller.cds.data["symbol"])
+    assert list(dots["tech_rating"]) == list(controller.cds.data["tech_rating"])
+    assert dashboard._stats.text.count(f"{controller.rows:,}") >= 1
+
+
 def test_a_plain_scan_has_no_live_marks_panel_or_cards(manager):
     controller = ScanController(manager=manager, symbols=30)
     dashboard = Dashboard(controller)
@@ -108,6 +137,43 @@ def test_rows_that_enter_carry_the_new_marker_for_new_bars_bars():
     controller._apply([row("AAA", 8, bar=3)])
     assert list(controller.cds.data["new"]) == ["", "", ""]
     assert len(controller.cds.data["symbol"]) == 3
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["AAA", "BBB", "CCC", "DDD", "EEE"]),
+                          st.floats(0, 100), st.one_of(st.none(), st.floats(1, 500)),
+                          st.sampled_from([None, "AAA"])), min_size=1, max_size=30),
+       st.integers(1, 5))
+def test_the_patched_source_always_holds_the_rows_received(updates, per_drain):
+    controller = ScanController()
+    doc = Document()
+    doc.add_root(controller.cds)
+    patches: list = []
+    doc.on_change(lambda event: patches.append(event) if isinstance(event, ColumnsPatchedEvent)
+                  else None)
+    seen: set[str] = set()
+    for start in range(0, len(updates), per_drain):
+        messages = []
+        for k, (symbol, rating, price, bar) in enumerate(updates[start:start + per_drain]):
+            seq = controller.last_seq + k + 1
+            message = row(symbol, seq, "update" if symbol in seen else "result",
+                          bar=None if bar is None else seq, rating=rating)
+            message["data"]["price"] = price  # a missing number is NaN in its column
+            seen.add(symbol)
+            messages.append(message)
+        controller._apply(messages)
+        rows = controller._tally.rows
+        expected = columns(list(rows.values()), controller._table._cells(rows))
+        for name, cells in expected.items():
+            shown = controller.cds.data[name]
+            assert len(shown) == len(seen), name
+            if isinstance(cells, np.ndarray):
+                np.testing.assert_array_equal(np.asarray(shown, dtype=float), cells, err_msg=name)
+            else:
+                assert list(shown) == cells, name
+    for event in patches:  # one slice a column: binary arrays, not a (row, value) per cell
+        assert all(len(spans) == 1 and isinstance(spans[0][0], slice)
+                   for spans in event.patches.values())
 
 
 def test_changed_cells_are_named_and_counted_for_the_browser_to_flash():
@@ -148,7 +214,7 @@ def test_alert_toasts_come_at_most_one_per_interval(manager):
     controller._apply([alert("CCC", 4)])
     told = [text for kind, text, _ in dashboard.notices.shown if kind == "info"]
     assert told == ["Alert: BBB changed signal (STRONG_BUY); AAA changed signal (STRONG_BUY)"]
-    assert dashboard._alert_toasts.pending[0]["symbol"] == "CCC" and ALERT_TOAST_INTERVAL >= 1
+    assert dashboard._toasts.alerts.pending[0]["symbol"] == "CCC" and ALERT_TOAST_INTERVAL >= 1
     assert "&lt;" not in told[0]
 
 

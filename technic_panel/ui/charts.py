@@ -8,8 +8,10 @@ The table is in :mod:`~technic_panel.ui.columns`, one symbol's chart in
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+import numpy as np
 from bokeh.models import CDSView, ColumnDataSource, HoverTool, Range1d
 from bokeh.plotting import figure
 from bokeh.transform import factor_cmap
@@ -17,9 +19,25 @@ from bokeh.transform import factor_cmap
 from technic_panel.ui.colors import SIGNAL_COLORS
 from technic_panel.vocabulary import SIGNALS
 
+SCATTER_COLUMNS = ("symbol", "signal", "tech_rating", "alpha_score")
+"""The table's columns the rating scatter plots (and the table filter reads)."""
+
+
+def scatter_data(table: Mapping[str, Sequence[Any]]) -> dict[str, Any]:
+    """Return the rating scatter's data: the :data:`SCATTER_COLUMNS` of the table's source.
+
+    The scatter has a source of its own, refreshed with the stats rather than on every patch
+    of the table (a live table is patched ten times a second; see ``ui/pacing.py``).
+    """
+    return {name: np.asarray(table[name], dtype=float) if name in ("tech_rating", "alpha_score")
+            else list(table[name]) for name in SCATTER_COLUMNS}
+
 
 def rating_scatter(cds: ColumnDataSource, view: CDSView) -> figure:
-    """Return tech_rating against alpha_score, one dot per shown row, coloured by signal."""
+    """Return tech_rating against alpha_score, one dot per row ``view`` shows, by signal.
+
+    ``cds`` holds :func:`scatter_data`.
+    """
     plot = figure(title="tech_rating vs alpha_score", x_range=Range1d(0, 100),
                   y_range=Range1d(0, 1), height=300, sizing_mode="stretch_width",
                   x_axis_label="tech_rating", y_axis_label="alpha_score",

@@ -48,25 +48,22 @@ from technic_panel.data import DataError
 from technic_panel.streaming.export import csv_text
 from technic_panel.streaming.manager import TooManyScans, UnknownScan
 from technic_panel.ui import charts, columns, live_cells, stats
-from technic_panel.ui.alerts_panel import RULES, AlertsPanel
+from technic_panel.ui.alerts_panel import AlertsPanel
 from technic_panel.ui.candles import SymbolChart, candle_data
 from technic_panel.ui.colors import ACCENT
 from technic_panel.ui.controller import ScanController
 from technic_panel.ui.design import FONT, OfflineFast
 from technic_panel.ui.markup import HTMLBox
 from technic_panel.ui.notebook import NotebookLayout
-from technic_panel.ui.notices import POSITION, Batches, Notices, served
+from technic_panel.ui.notices import POSITION, Notices, ScanToasts, served
+from technic_panel.ui.pacing import Paced
 from technic_panel.ui.sidebar import Settings, scan_label
 from technic_panel.vocabulary import ACTIVE_STATUSES, SIGNALS
 
+LIVE_PANES_PERIOD = 1.0
+"""Seconds between refreshes of the panes around the table while a live scan runs."""
 WATCH_REFRESH_MS = 2000
 """How often a served dashboard refreshes its list of scans to watch."""
-
-TOAST_INTERVAL = 3.0
-"""Least seconds between two STRONG_BUY toasts; symbols in between join the next one."""
-
-ALERT_TOAST_INTERVAL = 3.0
-"""Least seconds between two alert toasts; alerts in between join the next one."""
 
 SIDEBAR_WIDTH = 280
 """Pixels of the sidebar, served and in a notebook."""
@@ -101,14 +98,14 @@ class Dashboard(pn.viewable.Viewer):
         self.controller = controller
         self._view = columns.results_view()
         self._counts = ColumnDataSource(charts.signal_counts_data({}))
+        self._dots = ColumnDataSource(charts.scatter_data(controller.cds.data))
         self._chart = SymbolChart()
         self._symbol: str | None = None
         self.notices = Notices(controller.document_lock)
-        self._strong_toasts = Batches(TOAST_INTERVAL)
-        self._alert_toasts = Batches(ALERT_TOAST_INTERVAL)
+        self._toasts = ScanToasts(self.notices)
         self._alerts = AlertsPanel()
+        self._panes = Paced(self._refresh_panes, LIVE_PANES_PERIOD)
         self._live = False
-        self._errors_told = False
         self._url_problems: set[str] = set()
         self.settings = Settings(controller)
         self._build_widgets()
@@ -171,7 +168,7 @@ class Dashboard(pn.viewable.Viewer):
         self._tabs.jscallback(args=dict(arrange.args), active=arrange.code)
         self._charts = pn.FlexBox(*(
             pn.pane.Bokeh(chart, sizing_mode="stretch_width", min_width=300, styles={"flex": "1"})
-            for chart in (charts.rating_scatter(controller.cds, columns.results_view(
+            for chart in (charts.rating_scatter(self._dots, columns.results_view(
                               self._view.filter)),
                           charts.signal_bars(self._counts),
                           charts.progress_chart(controller.timeline))),
@@ -308,29 +305,42 @@ class Dashboard(pn.viewable.Viewer):
         return int(columns.filter_mask(data, args).sum())
 
     def _on_update(self, *events: param.parameterized.Event) -> None:
-        """Refresh the stats and buttons after the controller applied messages."""
+        """Refresh the stats and buttons after the controller applied messages.
+
+        While a live scan runs, the panes around the table refresh at most once per
+        :data:`LIVE_PANES_PERIOD` (see :mod:`~technic_panel.ui.pacing`); toasts batch
+        themselves, so they see every update.
+        """
         c = self.controller
-        self._refresh_stats()
-        self._progress.max = max(c.total, 1)  # first: value's bounds follow max
-        self._progress.value = min(c.processed, self._progress.max)
-        self._counts.data = charts.signal_counts_data(c.signal_counts)
-        self._start.disabled = c.status in ACTIVE_STATUSES
-        self._stop.disabled = self._pause.disabled = c.status not in ("running", "paused")
-        self._pause.label = "Resume" if c.status == "paused" else "Pause"
         names = {event.name for event in events}
         if "scan_id" in names:
             self._download.filename = f"{c.scan_id or 'scan'}.csv"
             self._symbol_card.visible, self._symbol = False, None
-            self._strong_toasts.pending.clear()
-            self._alert_toasts.pending.clear()
+            self._toasts.reset()
             self._follow_live()
-            self._errors_told = False
             self._refresh_watch_list()
         if "last_seq" in names:
-            self._toast_strong_buys(c.strong_buys)
-            self._toast_alerts(c.new_alerts)
-            self._toast_errors()
-        self._alerts.show(self._live, c.alerts, c.alerts_total)
+            self._toasts.tell(c.strong_buys, c.new_alerts, c.errors,
+                              ended=c.status not in ACTIVE_STATUSES | {"idle"})
+        if names == {"last_seq"} and self._live and c.status == "running":
+            self._panes.soon()
+        else:
+            self._panes.now()
+        pn.io.push_notebook(self._tabs)
+
+    def _refresh_panes(self) -> None:
+        """Show the controller's figures in the stats, progress, counts, buttons and alerts."""
+        c = self.controller
+        with c.document_lock:
+            self._refresh_stats()
+            self._progress.max = max(c.total, 1)  # first: value's bounds follow max
+            self._progress.value = min(c.processed, self._progress.max)
+            self._counts.data = charts.signal_counts_data(c.signal_counts)
+            self._dots.data = charts.scatter_data(c.cds.data)
+            self._start.disabled = c.status in ACTIVE_STATUSES
+            self._stop.disabled = self._pause.disabled = c.status not in ("running", "paused")
+            self._pause.label = "Resume" if c.status == "paused" else "Pause"
+            self._alerts.show(self._live, c.alerts, c.alerts_total)
         pn.io.push_notebook(self._tabs)
 
     def _on_strategy_error(self, event: param.parameterized.Event) -> None:
@@ -350,34 +360,6 @@ class Dashboard(pn.viewable.Viewer):
             self._live = live
             with self.controller.document_lock:
                 self.table.columns = self._shown_columns(self._view_choice.value)
-
-    def _ended(self) -> bool:
-        return self.controller.status not in ACTIVE_STATUSES | {"idle"}
-
-    def _toast_strong_buys(self, symbols: list[str]) -> None:
-        """Toast new STRONG_BUYs: at most one toast per update and per TOAST_INTERVAL."""
-        symbols = self._strong_toasts.take(symbols, now=self._ended())
-        if symbols:
-            more = f" and {len(symbols) - 3} more" if len(symbols) > 3 else ""
-            self.notices.notify("success", f"STRONG_BUY: {', '.join(symbols[:3])}{more}")
-
-    def _toast_alerts(self, alerts: list[dict[str, Any]]) -> None:
-        """Toast new alerts: at most one toast per update and per ALERT_TOAST_INTERVAL."""
-        alerts = self._alert_toasts.take(alerts, now=self._ended())
-        if alerts:
-            said = [f"{alert['symbol']} {RULES.get(alert['rule'], alert['rule'])} "
-                    f"({alert['signal']})" for alert in alerts[-3:]]
-            more = f" and {len(alerts) - 3} more" if len(alerts) > 3 else ""
-            self.notices.notify("info", f"Alert: {'; '.join(reversed(said))}{more}")
-
-    def _toast_errors(self) -> None:
-        """Toast once per scan, when its first symbols fail (the Errors tab lists them all)."""
-        errors = self.controller.errors
-        if errors and not self._errors_told:
-            self._errors_told = True
-            some = "1 symbol" if errors == 1 else f"{errors:,} symbols"
-            self.notices.notify("warning", f"{some} failed so far: see the Errors tab",
-                                duration=6000)
 
     def _on_select(self, attr: str, old: list[int], new: list[int]) -> None:
         data = self.controller.cds.data["symbol"]

@@ -2,12 +2,15 @@
 
 A live row carries ``new``, ``flash`` and ``flashes``
 (:data:`~technic_panel.ui.table.LIVE_COLUMNS`); :func:`new_column` shows the marker. The flash
-is drawn by the browser, cheaply: on every
-patch of the source (:func:`flash_callback`, on ``patching``) it compares each row's
-``flashes`` with the count it saw last (one pass over a float array) and, for the rows now
-painted whose count rose within :data:`FLASH_MS`, adds the ``flash`` class to the cells of
-the fields that changed, with a negative ``animation-delay`` so a grid re-rendered by the
-next patch continues the fade where it was rather than restarting it. No clock crosses from
+is drawn by the browser, cheaply: on every patch of the source (:func:`flash_callback`, on
+``patching``) it compares each row's ``flashes`` with the count it saw last (one pass over a
+float array) and, for the rows now painted whose count rose within :data:`FLASH_MS`, gives
+the cells of the fields that changed the ``flash`` class and a highlight whose strength
+falls with the change's age, in :data:`FLASH_STEPS` steps: on the next patch, or on a timer
+while the feed is quiet. No CSS animation: an animated background repaints every flashing
+cell at every frame, and at thousands of rows a second those repaints, not the patches,
+held rows back in Chromium (feed to row p50 over 1 s against 0.16 s with a static
+highlight, 1,000 symbols at 4 ticks a bar; benchmarks/bench_live.py). No clock crosses from
 the server: the age of a change is the browser's own time since it saw it.
 
 The same callback re-sorts and repaints the grid (``updateGrid``): BokehJS 3.9 refreshes a
@@ -26,27 +29,29 @@ from technic_panel.ui.colors import ACCENT
 FLASH_MS = 1200
 """How long a changed cell's highlight takes to fade."""
 
+FLASH_STEPS = 4
+"""Steps in which the highlight fades (each a repaint of the flashing cells only)."""
+
 NEW_WIDTH = 44
 """Pixels of the "New" column."""
 
-CSS = f"""
-@keyframes technic-flash {{ from {{ background-color: rgba(255, 193, 7, 0.7); }}
-  to {{ background-color: transparent; }} }}
-.slick-cell.flash {{ animation: technic-flash {FLASH_MS}ms ease-out forwards; }}
+CSS = """
+.slick-cell.flash { background-color: var(--technic-flash); }
 """
-"""The flash of a changed cell (on the table and on the pane that holds it)."""
+"""The highlight of a changed cell (on the table and on the pane that holds it)."""
 
 _FLASH_CODE = """
 for (const table of tables)  // at once, so no reader sees new values in the old order
   Bokeh.index.find_one(table)?.updateGrid();
-setTimeout(() => {
+const paint = () => {
   const data = source.data, counts = data.flashes, n = counts.length, now = performance.now();
+  let fading = false;
   for (const table of tables) {
     const view = Bokeh.index.find_one(table);
     if (view == null || view.grid == null)
       continue;
     const first = view.__flash == null;
-    const seen = view.__flash ??= {count: [], at: []};
+    const seen = view.__flash ??= {count: [], at: [], timer: null};
     for (let i = 0; i < n; i++) {
       if (counts[i] !== (seen.count[i] ?? (first ? counts[i] : 0)))
         seen.at[i] = now;
@@ -56,19 +61,24 @@ setTimeout(() => {
     const {top, bottom} = grid.getRenderedRange();
     for (let r = top; r <= bottom; r++) {
       const i = view.data.index[r], age = now - (seen.at[i] ?? -Infinity);
-      if (i == null || !(age < ms))
-        continue;
-      const changed = String(data.flash[i]).split(" ");
+      const step = Math.floor(steps * age / ms);
+      const changed = i != null && step < steps ? String(data.flash[i]).split(" ") : [];
+      fading ||= changed.length > 0;
       fields.forEach((field, c) => {
-        const node = changed.includes(field) ? grid.getCellNode(r, c) : null;
-        if (node != null) {
-          node.classList.add("flash");
-          node.style.animationDelay = `-${Math.round(age)}ms`;
-        }
+        const node = grid.getCellNode(r, c);
+        if (node == null)
+          return;
+        const on = changed.includes(field);
+        node.classList.toggle("flash", on);
+        node.style.setProperty("--technic-flash", on ?
+          `rgba(${rgb}, ${(0.7 * (steps - step) / steps).toFixed(2)})` : "");
       });
     }
+    clearTimeout(seen.timer);  // a quiet feed: fade on a timer, until nothing flashes
+    seen.timer = fading ? setTimeout(paint, ms / steps) : null;
   }
-});
+};
+setTimeout(paint);
 """
 
 
@@ -85,5 +95,5 @@ def with_marker(columns: Sequence[TableColumn], marker: TableColumn) -> list[Tab
 
 def flash_callback(source: ColumnDataSource, tables: Sequence[DataTable]) -> CustomJS:
     """Return the JS, for ``source.js_on_change("patching", ...)``, that flashes changed cells."""
-    return CustomJS(args={"source": source, "tables": list(tables), "ms": FLASH_MS},
-                    code=_FLASH_CODE)
+    return CustomJS(args={"source": source, "tables": list(tables), "ms": FLASH_MS,
+                          "steps": FLASH_STEPS, "rgb": "255, 193, 7"}, code=_FLASH_CODE)

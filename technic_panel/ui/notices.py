@@ -20,6 +20,7 @@ from typing import Any
 
 import panel as pn
 
+from technic_panel.ui.alerts_panel import RULES
 from technic_panel.ui.markup import HTMLBox
 
 POSITION = "top-right"
@@ -27,6 +28,12 @@ POSITION = "top-right"
 
 KINDS = ("success", "info", "warning", "error")
 """The kinds of notice, as Panel's notifications name them."""
+
+TOAST_INTERVAL = 3.0
+"""Least seconds between two STRONG_BUY toasts; symbols in between join the next one."""
+
+ALERT_TOAST_INTERVAL = 3.0
+"""Least seconds between two alert toasts; alerts in between join the next one."""
 
 EXPIRE_MS = 500
 """How often a notebook strip drops the notices whose time is up."""
@@ -123,3 +130,49 @@ class Notices:
     def _render(self) -> None:
         self.strip.text = "".join(f'<div class="notice {kind}" role="status">{text}</div>'
                                   for kind, text, _ in self.shown)
+
+
+class ScanToasts:
+    """A scan's toasts: new STRONG_BUYs and alerts, batched; its first failures, once.
+
+    Call :meth:`tell` after every update the controller applies (a batch that is not yet
+    due waits for the next call) and :meth:`reset` when another scan is shown.
+    """
+
+    def __init__(self, notices: Notices) -> None:
+        self.notices = notices
+        self.strong_buys = Batches(TOAST_INTERVAL)
+        self.alerts = Batches(ALERT_TOAST_INTERVAL)
+        self.errors_told = False
+
+    def __repr__(self) -> str:
+        return f"ScanToasts(strong_buys={self.strong_buys}, alerts={self.alerts})"
+
+    def reset(self) -> None:
+        """Forget the batches and the errors told of the scan shown before."""
+        self.strong_buys.pending.clear()
+        self.alerts.pending.clear()
+        self.errors_told = False
+
+    def tell(self, strong_buys: list[str], alerts: list[dict[str, Any]], errors: int,
+             ended: bool) -> None:
+        """Toast what is due of the new ``strong_buys`` and ``alerts`` (all once ``ended``).
+
+        At most one toast of each kind per update and per interval; the first ``errors``
+        of a scan make one toast pointing at the Errors tab, which lists them all.
+        """
+        symbols = self.strong_buys.take(strong_buys, now=ended)
+        if symbols:
+            more = f" and {len(symbols) - 3} more" if len(symbols) > 3 else ""
+            self.notices.notify("success", f"STRONG_BUY: {', '.join(symbols[:3])}{more}")
+        due = self.alerts.take(alerts, now=ended)
+        if due:
+            said = [f"{alert['symbol']} {RULES.get(alert['rule'], alert['rule'])} "
+                    f"({alert['signal']})" for alert in due[-3:]]
+            more = f" and {len(due) - 3} more" if len(due) > 3 else ""
+            self.notices.notify("info", f"Alert: {'; '.join(reversed(said))}{more}")
+        if errors and not self.errors_told:
+            self.errors_told = True
+            some = "1 symbol" if errors == 1 else f"{errors:,} symbols"
+            self.notices.notify("warning", f"{some} failed so far: see the Errors tab",
+                                duration=6000)
