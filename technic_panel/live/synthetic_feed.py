@@ -192,17 +192,23 @@ class SyntheticFeed(FeedThread):
         """
         paths = self._paths()
         for step in itertools.count():
-            yield [bar._make(fields) for bar, fields in self._tick(paths, step)]
+            yield [Bar(*fields, 0) for fields in self._tick(paths, step)]
 
     def _paths(self) -> _Paths:
         return _Paths(self.source, self.symbols, self.seed, self.updates, self.day_fraction)
 
     def _tick(self, paths: _Paths, step: int) -> list[tuple]:
-        """Return the fields of tick ``step``'s bars (``feed_time`` 0), in delivery order."""
+        """Return the fields of tick ``step``'s bars but ``feed_time``, in delivery order.
+
+        One zip over the columns: a generator per symbol cost 5,000 bars a second a
+        tenth of the live scan's CPU.
+        """
         closed = step % self.updates == self.updates - 1
-        columns = paths.tick(step)
-        return [(_BAR, (symbol, *(column[i] for column in columns), closed, 0))
-                for i, symbol in enumerate(self.symbols) if paths.live[i]]
+        times, opens, highs, lows, closes, volumes = paths.tick(step)
+        return [(symbol, time_, open_, high, low, close, volume, closed)
+                for symbol, live, time_, open_, high, low, close, volume
+                in zip(self.symbols, paths.live, times, opens, highs, lows, closes, volumes,
+                       strict=True) if live]
 
     def _run(self, on_bar: OnBar) -> None:
         paths = self._paths()
@@ -216,12 +222,9 @@ class SyntheticFeed(FeedThread):
             count, sent = len(bars), 0
             while sent < count:
                 due = min(count, int((time.monotonic() - tick_start) / period * count) + 1)
-                for _, fields in bars[sent:due]:
-                    on_bar(Bar._make((*fields[:-1], wall_ms())))
+                for fields in bars[sent:due]:
+                    on_bar(Bar(*fields, wall_ms()))
                 sent = max(sent, due)
                 if sent < count and not self._sleep_until(tick_start + sent * period / count):
                     return
 
-
-_BAR = Bar("", 0, 0.0, 0.0, 0.0, 0.0, 0.0, False, 0)
-"""A bar to ``_make`` others from."""
