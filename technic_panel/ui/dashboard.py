@@ -155,7 +155,7 @@ class Dashboard(pn.viewable.Viewer):
         controller.cds.js_on_change("patching",
                                     live_cells.flash_callback(controller.cds, [self.table]))
         self._view_choice = pn.widgets.RadioButtonGroup(options=list(columns.VIEWS),
-                                                        value="Overview", button_style="outline")
+                                                        value="Overview", variant="outline")
         self._view_choice.param.watch(self._on_view, "value")
         results = pn.Column(self._view_choice,
                             pn.pane.Bokeh(self.table, sizing_mode="stretch_width",
