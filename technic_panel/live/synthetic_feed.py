@@ -145,6 +145,10 @@ def _beta(seed: int, symbol: str) -> float:
     return float(np.clip(draw, 0.2, 2.2))
 
 
+_BarFields = tuple[str, int, float, float, float, float, float, bool]
+"""A bar's fields but its ``feed_time``, as :meth:`SyntheticFeed._tick` returns them."""
+
+
 class SyntheticFeed(FeedThread):
     """Continue each symbol's synthetic path with bars, ``updates`` ticks a bar; see the module.
 
@@ -197,7 +201,7 @@ class SyntheticFeed(FeedThread):
     def _paths(self) -> _Paths:
         return _Paths(self.source, self.symbols, self.seed, self.updates, self.day_fraction)
 
-    def _tick(self, paths: _Paths, step: int) -> list[tuple]:
+    def _tick(self, paths: _Paths, step: int) -> list[_BarFields]:
         """Return the fields of tick ``step``'s bars but ``feed_time``, in delivery order.
 
         One zip over the columns: a generator per symbol cost 5,000 bars a second a
