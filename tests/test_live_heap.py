@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import gc
 import threading
+import time
 import weakref
 
 from helpers import wait_until
 
-from technic_panel.live.heap import frozen_heap
+from technic_panel.live.heap import REFREEZE_SECONDS, frozen_heap, refreeze
 
 
 class Node:
@@ -51,3 +52,26 @@ def test_garbage_from_before_is_collected_not_frozen_and_later_garbage_still_goe
         del during
         gc.collect()
         assert watched_during() is None
+
+
+def test_refreeze_freezes_what_survived_since_and_collects_young_garbage_first():
+    wait_until(lambda: gc.get_freeze_count() == 0)  # no live scan of another test runs on
+    clock = [0.0]
+    assert not refreeze(lambda: clock[0] + 1e6)  # no live scan: nothing to freeze
+    with frozen_heap():
+        frozen = gc.get_freeze_count()
+        kept = [Node() for _ in range(1000)]  # what a scan retains after it started
+        garbage = Node()
+        garbage.partner = garbage
+        watched = weakref.ref(garbage)
+        del garbage
+        clock[0] = time.monotonic()
+        assert not refreeze(lambda: clock[0])  # too soon after the first freeze
+        assert refreeze(lambda: clock[0] + REFREEZE_SECONDS)
+        assert gc.get_freeze_count() >= frozen + len(kept)
+        assert watched() is None  # the young cycle was collected, not frozen
+        assert not refreeze(lambda: clock[0] + REFREEZE_SECONDS + 0.5)
+        released = weakref.ref(kept[0])
+        del kept[0]
+        assert released() is None  # a frozen object let go is still freed at once
+    assert gc.get_freeze_count() == 0

@@ -36,6 +36,7 @@ from technic_panel.engine.expressions import FilterExpression
 from technic_panel.engine.scoring import Scorer
 from technic_panel.live.alerts import AlertRules
 from technic_panel.live.feeds import Bar, BarFeed, bar_timestamp, wall_ms
+from technic_panel.live.heap import refreeze
 from technic_panel.live.indicators import IndicatorState
 from technic_panel.streaming.contract import MessageError
 from technic_panel.streaming.streamer import ResultStreamer
@@ -175,6 +176,7 @@ class LiveRows:
             while not self.stopped:
                 self._apply_all(self._take())
                 self._report()
+                refreeze()
                 if self._feed_done.is_set() and self._queue.empty():
                     break
         finally:
