@@ -27,9 +27,11 @@ def scatter_data(table: Mapping[str, Sequence[Any]]) -> dict[str, Any]:
     """Return the rating scatter's data: the :data:`SCATTER_COLUMNS` of the table's source.
 
     The scatter has a source of its own, refreshed with the stats rather than on every patch
-    of the table (a live table is patched ten times a second; see ``ui/pacing.py``).
+    of the table (a live table is patched ten times a second; see ``ui/pacing.py``). Numbers
+    are copied: the table's patches change its arrays in place, and the scatter's must
+    hold what was last sent.
     """
-    return {name: np.asarray(table[name], dtype=float) if name in ("tech_rating", "alpha_score")
+    return {name: np.array(table[name], dtype=float) if name in ("tech_rating", "alpha_score")
             else list(table[name]) for name in SCATTER_COLUMNS}
 
 
