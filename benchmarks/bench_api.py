@@ -53,7 +53,8 @@ provider latency ({PACED['symbols']} symbols, {PACED['latency_ms']} ms each,
 {PACED['workers']} workers: about 60 results/s); one stream is read in this process, 100 and
 200 in {CLIENT_PROCESSES} reader processes (half each), and the CPU share (CPU seconds over
 wall seconds of the stream) of the server and of the busiest reader tells which side limits
-the p50. The SSE and WebSocket handlers set TCP_NODELAY. *Memory*: the server process's resident
+the p50. The SSE and WebSocket handlers set TCP_NODELAY, and one fan-out task per scan
+writes every caught-up stream. *Memory*: the server process's resident
 set (psutil) after 100 warm-up cycles and after {CYCLES:,} more; a cycle opens a stream on
 a finished 150-symbol scan, reads its first message and closes it.
 """

@@ -500,6 +500,20 @@ def test_vanished_subscriber_is_forgotten_and_blocks_nothing():
     assert len(streamer.messages_since(90)) == 10
 
 
+def test_a_follower_starts_at_its_subscriptions_cursor_moves_alone_and_is_not_counted():
+    streamer, _ = make_streamer()
+    publish(streamer, 3)
+    sub = streamer.subscribe()
+    assert len(sub.get_batch(timeout=0, max_items=2)) == 2
+    follower = sub.follower()
+    assert streamer.subscriber_count == 1
+    publish(streamer, 1, start=3)
+    assert [m["metadata"]["seq"] for m in follower.get_batch(timeout=0)] == [3, 4]
+    assert [m["metadata"]["seq"] for m in sub.get_batch(timeout=0)] == [3, 4]
+    follower.close()
+    assert streamer.subscriber_count == 1 and not sub.ended
+
+
 # --- finishing and closing ------------------------------------------------------------------
 
 def test_finish_is_idempotent_and_ends_the_stream():

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tornado import httputil
 from tornado.web import HTTPError, MissingArgumentError, RequestHandler, stream_request_body
@@ -21,6 +21,9 @@ from technic_panel.policy import ServerPolicy
 from technic_panel.streaming.jsonsafe import to_json
 from technic_panel.streaming.manager import ScanRecord, StreamManager, UnknownScan, default_manager
 from technic_panel.streaming.streamer import Subscription
+
+if TYPE_CHECKING:
+    from technic_panel.api.fanout import FanOut
 
 API_TOKEN_ENV = "TECHNIC_API_TOKEN"
 """Environment variable holding the bearer token, read at request time; unset: no auth."""
@@ -65,6 +68,8 @@ class APIOptions:
     policy: ServerPolicy | None = None
     write_timeout: float = WRITE_TIMEOUT
     _encoded: dict[tuple, str] = field(default_factory=dict, init=False, repr=False)
+    fanouts: dict[str, FanOut] = field(default_factory=dict, init=False, repr=False)
+    """The running fan-out of each scan streamed on this application's loop, by scan id."""
 
     def scans(self) -> StreamManager:
         """Return the injected manager, else the process-wide one."""

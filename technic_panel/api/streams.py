@@ -4,9 +4,11 @@ A handler holds a :class:`~technic_panel.streaming.streamer.Subscription`: a cur
 bounded log, not a queue. It takes what is published without waiting
 (``get_batch(timeout=0)``), writes it, and awaits the flush (or every WebSocket write)
 before it reads on, so a slow client only lets its own cursor lag and never slows the
-scan or other clients. When nothing is published it awaits the subscription's ``async
-for``, which scan threads wake with ``loop.call_soon_threadsafe``; no handler waits on a
-lock or does scan work. A cursor that falls behind the retained window receives the
+scan or other clients. Once it has caught up, it joins the scan's
+:class:`~technic_panel.api.fanout.FanOut`, whose one task reads and writes for every
+caught-up stream per publish (the cursor stays the handler's), until the fan-out hands it
+back: slow, or ended. Waits are the subscription's ``async for``, which scan threads wake
+with ``loop.call_soon_threadsafe``; no handler waits on a lock or does scan work. A cursor that falls behind the retained window receives the
 streamer's local ``behind_window`` error and is disconnected; it resumes from that error's
 seq (a live scan's stream gives it the rows it lacks instead, compacted, and goes on). A
 client that takes no writes for ``write_timeout`` seconds is disconnected, so a stalled
@@ -21,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlparse
 
@@ -37,36 +39,16 @@ from technic_panel.api.base import (
     error_envelope,
     parse_json,
 )
+from technic_panel.api.fanout import MAX_BATCH, FanOut, Member, ends_stream, fan_out, next_batch
 from technic_panel.policy import ServerPolicy
 from technic_panel.streaming.jsonsafe import to_json
 from technic_panel.streaming.manager import UnknownScan
-from technic_panel.streaming.streamer import StreamEnded, Subscription
+from technic_panel.streaming.streamer import Subscription
 
 log = logging.getLogger(__name__)
 
-MAX_BATCH = 500
-"""Most messages a stream handler writes before it awaits the flush (bounds its buffer)."""
 BEHIND_WINDOW_CLOSE = 4000
 """WebSocket close code after the ``behind_window`` error: reconnect from its seq."""
-
-
-async def next_batch(subscription: Subscription, heartbeat: float | None) -> list[dict] | None:
-    """Return the next published messages, awaiting one when there are none.
-
-    Returns ``[]`` after ``heartbeat`` quiet seconds and ``None`` once the subscription
-    has ended. Never blocks the loop: ``get_batch(timeout=0)`` does not wait, and the wait
-    is the subscription's ``async for``, woken through ``call_soon_threadsafe``.
-    """
-    try:
-        batch = subscription.get_batch(timeout=0, max_items=MAX_BATCH)
-        if batch:
-            return batch
-        async with asyncio.timeout(heartbeat):
-            return [await anext(subscription)]
-    except (StreamEnded, StopAsyncIteration):
-        return None
-    except TimeoutError:
-        return []
 
 
 def encode(shared: APIOptions, message: dict) -> str:
@@ -78,11 +60,6 @@ def encode(shared: APIOptions, message: dict) -> str:
     return to_json(message) if message["metadata"].get("compacted") else shared.encode(message)
 
 
-def _ends_stream(message: dict) -> bool:
-    """Whether the stream ends after ``message``: the final, or the behind_window error."""
-    return message["metadata"]["is_final"] or message["metadata"].get("local", False)
-
-
 class EventsHandler(APIHandler):
     """``GET /events/results?scan_id=ID``: Server-Sent Events, one per message, then close.
 
@@ -92,10 +69,12 @@ class EventsHandler(APIHandler):
     query_token = True
     head_allowed = False
     _subscription: Subscription | None = None
+    _fanout: FanOut | None = None
+    _member: Member | None = None
 
     async def get(self) -> None:
         """Stream from ``Last-Event-ID`` (or ``since``) to the final."""
-        scan_id = self.get_query_argument("scan_id")
+        scan_id = self._scan_id = self.get_query_argument("scan_id")
         self._subscription = self.subscribe(scan_id, *self._resume_point())
         self.request.connection.stream.set_nodelay(True)  # no Nagle + delayed-ACK 40 ms stalls
         self.set_header("Content-Type", "text/event-stream; charset=UTF-8")
@@ -116,17 +95,43 @@ class EventsHandler(APIHandler):
         while (batch := await next_batch(subscription, self.shared.heartbeat)) is not None:
             if not batch:
                 self.write(": keep-alive\n\n")
-            for message in batch:
-                self.write(f"id: {message['metadata']['seq']}\nevent: {message['type']}\n"
-                           f"data: {encode(self.shared, message)}\n\n")
-            await self._flush()
-            if batch and _ends_stream(batch[-1]):
+            await self._flush(self._write_events(batch))
+            if batch and ends_stream(batch[-1]):
+                return
+            if len(batch) < MAX_BATCH and await self._fanned_out(subscription):
                 return
 
-    async def _flush(self) -> None:
-        """Flush, or raise TimeoutError if the client takes nothing for ``write_timeout``."""
+    async def _fanned_out(self, subscription: Subscription) -> bool:
+        """Stream through the scan's fan-out until it hands this stream back; True if it ended."""
+        member = Member(subscription, self._write_events, self._keep_alive)
+        self._fanout = fan_out(self.shared.fanouts, self._scan_id, member, self.shared.heartbeat)
+        self._member = member
+        try:
+            await self._fanout.serve(member)
+        finally:
+            self._fanout = self._member = None
+        if member.pending is not None:
+            await self._flush(member.pending)
+        return member.ended or (member.last is not None and ends_stream(member.last))
+
+    def _write_events(self, batch: list[dict]) -> Awaitable[None]:
+        """Write one event per message and flush; return the flush."""
+        for message in batch:
+            self.write(f"id: {message['metadata']['seq']}\nevent: {message['type']}\n"
+                       f"data: {encode(self.shared, message)}\n\n")
+        return self.flush()
+
+    def _keep_alive(self) -> Awaitable[None]:
+        self.write(": keep-alive\n\n")
+        return self.flush()
+
+    async def _flush(self, flushing: Awaitable[None] | None = None) -> None:
+        """Await ``flushing`` (a new flush if ``None``).
+
+        Raises TimeoutError if the client takes nothing for ``write_timeout``.
+        """
         async with asyncio.timeout(self.shared.write_timeout):
-            await self.flush()
+            await (self.flush() if flushing is None else flushing)
 
     def _resume_point(self) -> tuple[int, str]:
         """Return the cursor to resume from and the parameter that gave it."""
@@ -149,6 +154,8 @@ class EventsHandler(APIHandler):
     def _release(self) -> None:
         if self._subscription is not None:
             self._subscription.close()
+        if self._fanout is not None and self._member is not None:
+            self._fanout.leave(self._member)
 
 
 class ResultsSocket(APIMixin, WebSocketHandler):
@@ -244,40 +251,63 @@ class ResultsSocket(APIMixin, WebSocketHandler):
 
     async def _pump(self, subscription: Subscription) -> None:
         while (batch := await next_batch(subscription, None)) is not None:
-            if not await self._send(*(encode(self.shared, message) for message in batch)):
+            if not await self._settled(self._write_frames(batch)):
                 return
-            if _ends_stream(batch[-1]):
-                if batch[-1]["metadata"]["is_final"]:
-                    self.close(1000, "final")
-                else:
-                    self.close(BEHIND_WINDOW_CLOSE, "behind the retained window")
+            if ends_stream(batch[-1]):
+                self._close_after(batch[-1])
                 return
+            if len(batch) < MAX_BATCH:
+                member = Member(subscription, self._write_frames)
+                fanout = fan_out(self.shared.fanouts, self._scan_id, member, self.shared.heartbeat)
+                await fanout.serve(member)
+                if member.pending is not None and not await self._settled(member.pending):
+                    return
+                if member.last is not None and ends_stream(member.last):
+                    self._close_after(member.last)
+                    return
+                if member.ended:
+                    return
 
-    async def _send(self, *texts: str) -> bool:
-        """Write one frame per text and await them all; False if the socket has closed.
+    def _close_after(self, message: dict) -> None:
+        """Close after the final (1000) or the behind_window error."""
+        if message["metadata"]["is_final"]:
+            self.close(1000, "final")
+        else:
+            self.close(BEHIND_WINDOW_CLOSE, "behind the retained window")
 
-        A client that takes none of them within ``write_timeout`` is disconnected.
-        """
-        writes, closed = [], False
+    async def _send(self, text: str) -> bool:
+        """Write one frame and await it; False if the socket has closed."""
+        return await self._settled(self._write_texts([text]))
+
+    def _write_frames(self, batch: list[dict]) -> asyncio.Future:
+        return self._write_texts([encode(self.shared, message) for message in batch])
+
+    def _write_texts(self, texts: list[str]) -> asyncio.Future:
+        """Write one frame per text; return a future of them all (failed if the socket closed)."""
         try:
-            for text in texts:
-                writes.append(self.write_message(text))
-        except WebSocketClosedError:
-            closed = True
+            writes = [self.write_message(text) for text in texts]
+        except WebSocketClosedError as exc:
+            closed = asyncio.get_running_loop().create_future()
+            closed.set_exception(exc)
+            return closed
+        return writes[0] if len(writes) == 1 else asyncio.gather(*writes)
+
+    async def _settled(self, writing: Awaitable[None]) -> bool:
+        """Await a write; False if the socket closed or the client took nothing in time.
+
+        A client that takes nothing within ``write_timeout`` is disconnected.
+        """
         try:
             async with asyncio.timeout(self.shared.write_timeout):
-                outcomes = await asyncio.gather(*writes, return_exceptions=True)
+                await writing
         except TimeoutError:
             log.info("WebSocket client of %s took no data for %g s; disconnected",
                      self._scan_id, self.shared.write_timeout)
             self.close(1008, "too slow")
             return False
-        for outcome in outcomes:
-            if isinstance(outcome, WebSocketClosedError):
-                closed = True
-            elif isinstance(outcome, BaseException):
-                raise outcome
-        return not closed
+        except WebSocketClosedError:
+            return False
+        return True
 
     def _pump_done(self, task: asyncio.Task) -> None:
         if not task.cancelled() and task.exception() is not None:

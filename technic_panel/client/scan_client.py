@@ -39,6 +39,7 @@ from contextlib import aclosing
 from typing import Any, TypeVar
 from urllib.parse import quote, urlencode, urlsplit
 
+import orjson
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketClosedError, websocket_connect
@@ -289,7 +290,7 @@ class ScanClient:
             parser = SSEParser()
             while (chunk := await response.next_chunk(self.idle_timeout)) is not None:
                 for event in parser.feed(chunk):
-                    yield json.loads(event.data)
+                    yield orjson.loads(event.data)
 
     async def _ws_messages(self, scan_id: str, since: int) -> AsyncIterator[dict[str, Any]]:
         """Yield the messages of one WebSocket connection, from seq ``since`` until it ends."""
@@ -304,7 +305,7 @@ class ScanClient:
             raise ScanAPIError.from_body(exc.code, exc.response.body or b"") from exc
         try:
             while (text := await connection.read_message()) is not None:
-                message = json.loads(text)
+                message = orjson.loads(text)
                 if "error" in message and "metadata" not in message:
                     error = message["error"]
                     raise ScanAPIError(error["code"], error["code"], error["message"],

@@ -76,12 +76,7 @@ from typing import Any
 from technic_panel.streaming.contract import changed_fields
 from technic_panel.streaming.jsonsafe import checked_content, envelope
 from technic_panel.streaming.retention import RetainedLog
-from technic_panel.streaming.subscription import (
-    Cursor,
-    StreamEnded,
-    Subscription,
-    is_int_at_least,
-)
+from technic_panel.streaming.subscription import Cursor, StreamEnded, Subscription, is_int_at_least
 from technic_panel.vocabulary import require
 
 logger = logging.getLogger(__name__)
@@ -302,10 +297,14 @@ class ResultStreamer:
         ValueError
             If ``since`` is not an integer in [0, last_seq].
         """
+        return self._subscribe(since, counted=True)
+
+    def _subscribe(self, since: int, *, counted: bool) -> Subscription:
         with self._lock:
             self._check_cursor_locked("since", since)
             cursor = Cursor(since)
-            self._subscribers.add(cursor)
+            if counted:
+                self._subscribers.add(cursor)
             return Subscription(self, cursor)
 
     def messages_since(self, seq: int, limit: int | None = None) -> list[dict]:

@@ -79,6 +79,14 @@ class Subscription:
                 max_items is None or is_int_at_least(max_items, 1))
         return self._streamer._read_for(self._cursor, max_items, timeout)
 
+    def follower(self) -> Subscription:
+        """Return a new subscription at this one's cursor, which then moves on its own.
+
+        It is not counted among the streamer's subscribers: it serves a reader that is (a
+        fan-out's doorbell), so a scan's count still says how many clients read it.
+        """
+        return self._streamer._subscribe(self._cursor.seq, counted=False)
+
     def close(self) -> None:
         """Stop this subscription and unhook it from the streamer; safe to call twice."""
         self._streamer._end_for(self._cursor)
