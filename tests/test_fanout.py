@@ -36,8 +36,8 @@ def result(index: int) -> dict:
 class Reader:
     """A stream as the handlers run it, writing into ``received``.
 
-    A write completes after ``delay`` seconds (``None``: at once); ``joins`` counts the
-    times it was served by a fan-out.
+    A write completes after ``delay`` seconds (``None``: at once, ``0.0``: on the next loop
+    turn); ``joins`` counts the times it was served by a fan-out.
     """
 
     def __init__(self, streamer: ResultStreamer, registry: dict, delay: float | None = None,
@@ -52,6 +52,8 @@ class Reader:
         done = asyncio.get_running_loop().create_future()
         if self.delay is None:
             done.set_result(None)
+        elif self.delay == 0.0:  # on the next loop turn, like a Tornado WebSocket write
+            asyncio.get_running_loop().call_soon(done.set_result, None)
         else:
             asyncio.get_running_loop().call_later(self.delay, done.set_result, None)
         return done
@@ -158,6 +160,36 @@ def test_a_reader_joining_gets_at_once_what_was_published_while_it_caught_up():
         await asyncio.wait_for(asyncio.gather(*tasks), 5)
 
     asyncio.run(scenario())
+
+
+def test_writes_that_complete_on_the_next_loop_turn_keep_their_readers_in_the_fan_out():
+    """Tornado's WebSocket writes complete a loop turn later: back-to-back publishes must
+    not hand every such reader back (that doubled the loop's work at 200 streams)."""
+    streamer = ResultStreamer(SCAN, flush_interval=0.0)
+    registry: dict = {}
+    readers = [Reader(streamer, registry, delay=0.0) for _ in range(4)]
+    first_write = readers[0].write
+
+    def publish_during_the_round(batch: list[dict]) -> asyncio.Future:
+        if seqs(batch) == [2]:
+            streamer.add_result(result(2))  # published while the fan-out writes seq 2
+        return first_write(batch)
+
+    readers[0].write = publish_during_the_round
+
+    async def scenario() -> None:
+        tasks = [asyncio.ensure_future(reader.run()) for reader in readers]
+        streamer.add_result(result(0))
+        await asyncio.sleep(0.02)
+        streamer.add_result(result(1))
+        await asyncio.sleep(0.02)
+        assert all(seqs(reader.received) == [1, 2, 3] for reader in readers)
+        assert len(registry[SCAN]._members) == 4
+        streamer.finish({"status": "completed"})
+        await asyncio.wait_for(asyncio.gather(*tasks), 5)
+
+    asyncio.run(scenario())
+    assert all(reader.joins == 1 for reader in readers)
 
 
 def test_a_quiet_fan_out_keeps_its_members_alive_and_the_last_to_leave_ends_it():

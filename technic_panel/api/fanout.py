@@ -95,6 +95,7 @@ class FanOut:
     async def _run(self) -> None:
         try:
             while (batch := await next_batch(self._doorbell, self._heartbeat)) is not None:
+                await asyncio.sleep(0)  # the last round's writes complete before they are checked
                 for member in list(self._members):
                     self._pump(member, keep_alive=not batch)
         finally:

@@ -1,21 +1,21 @@
 """The stream handlers: Server-Sent Events and WebSocket, each a cursor into a scan's log.
 
-A handler holds a :class:`~technic_panel.streaming.streamer.Subscription`: a cursor into the scan's
-bounded log, not a queue. It takes what is published without waiting
+A handler holds a :class:`~technic_panel.streaming.streamer.Subscription`: a cursor into the
+scan's bounded log, not a queue. It takes what is published without waiting
 (``get_batch(timeout=0)``), writes it, and awaits the flush (or every WebSocket write)
 before it reads on, so a slow client only lets its own cursor lag and never slows the
 scan or other clients. Once it has caught up, it joins the scan's
 :class:`~technic_panel.api.fanout.FanOut`, whose one task reads and writes for every
 caught-up stream per publish (the cursor stays the handler's), until the fan-out hands it
 back: slow, or ended. Waits are the subscription's ``async for``, which scan threads wake
-with ``loop.call_soon_threadsafe``; no handler waits on a lock or does scan work. A cursor that falls behind the retained window receives the
-streamer's local ``behind_window`` error and is disconnected; it resumes from that error's
-seq (a live scan's stream gives it the rows it lacks instead, compacted, and goes on). A
-client that takes no writes for ``write_timeout`` seconds is disconnected, so a stalled
-reader pins nothing. Closing the connection closes the subscription. Both
-streams set TCP_NODELAY: they write message by message, and Nagle's algorithm meeting
-the client's delayed ACK would hold a small write up to 40 ms. Not thread-safe: IOLoop
-only.
+with ``loop.call_soon_threadsafe``; no handler waits on a lock or does scan work. A cursor
+that falls behind the retained window receives the streamer's local ``behind_window``
+error and is disconnected; it resumes from that error's seq (a live scan's stream gives it
+the rows it lacks instead, compacted, and goes on). A client that takes no writes for
+``write_timeout`` seconds is disconnected, so a stalled reader pins nothing. Closing the
+connection closes the subscription. Both streams set TCP_NODELAY: they write message by
+message, and Nagle's algorithm meeting the client's delayed ACK would hold a small write
+up to 40 ms. Not thread-safe: IOLoop only.
 """
 
 from __future__ import annotations
@@ -290,7 +290,9 @@ class ResultsSocket(APIMixin, WebSocketHandler):
             closed = asyncio.get_running_loop().create_future()
             closed.set_exception(exc)
             return closed
-        return writes[0] if len(writes) == 1 else asyncio.gather(*writes)
+        for earlier in writes[:-1]:  # frames go out in order: the last completes last
+            earlier.add_done_callback(_quietly)
+        return writes[-1]
 
     async def _settled(self, writing: Awaitable[None]) -> bool:
         """Await a write; False if the socket closed or the client took nothing in time.
@@ -323,6 +325,12 @@ class ResultsSocket(APIMixin, WebSocketHandler):
             self._pump_task.cancel()
         if self._subscription is not None:
             self._subscription.close()
+
+
+def _quietly(write: asyncio.Future) -> None:
+    """Retrieve a write's outcome, so a closed socket's failed frames are not logged."""
+    if not write.cancelled():
+        write.exception()
 
 
 def allowed_origins(policy: ServerPolicy, application: Any, port: int) -> set[str]:
