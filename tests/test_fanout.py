@@ -214,8 +214,8 @@ def test_a_quiet_fan_out_keeps_its_members_alive_and_the_last_to_leave_ends_it()
 def test_sse_and_websocket_clients_of_one_scan_each_get_it_whole_through_the_fan_out():
     options = APIOptions(StreamManager(max_concurrent=2), policy=ServerPolicy())
     seen_members: list[int] = []
-    with APIServer(options.manager, app=Application(routes(options))) as server:
-        client = ScanClient(server.url)
+    with APIServer(options.manager, app=Application(routes(options))) as server, \
+            ScanClient(server.url) as client:
         scan_id = client.start({"symbols": 300, "latency_ms": 20, "workers": 4, "seed": 2})
 
         async def read(via: str) -> list[dict]:
