@@ -192,6 +192,32 @@ def test_writes_that_complete_on_the_next_loop_turn_keep_their_readers_in_the_fa
     assert all(reader.joins == 1 for reader in readers)
 
 
+def test_a_write_that_raises_fails_its_own_stream_only():
+    streamer = ResultStreamer(SCAN, flush_interval=0.0)
+    registry: dict = {}
+    healthy, broken = Reader(streamer, registry), Reader(streamer, registry)
+
+    def refuse(batch: list[dict]) -> asyncio.Future:
+        if seqs(batch) == [2]:
+            raise RuntimeError("the connection is gone")
+        return Reader.write(broken, batch)
+
+    broken.write = refuse
+
+    async def scenario() -> None:
+        tasks = [asyncio.ensure_future(reader.run()) for reader in (healthy, broken)]
+        streamer.add_result(result(0))
+        await asyncio.sleep(0.02)
+        streamer.add_result(result(1))
+        await asyncio.sleep(0.02)
+        assert tasks[1].done() and "gone" in str(tasks[1].exception())
+        streamer.finish({"status": "completed"})
+        await asyncio.wait_for(tasks[0], 5)
+
+    asyncio.run(scenario())
+    assert seqs(healthy.received) == [1, 2, 3] and seqs(broken.received) == [1]
+
+
 def test_a_quiet_fan_out_keeps_its_members_alive_and_the_last_to_leave_ends_it():
     streamer = ResultStreamer(SCAN)
     registry: dict = {}

@@ -11,7 +11,8 @@ Delivery stays exact because every member keeps its own
 :class:`~technic_panel.streaming.streamer.Subscription`: the fan-out's own subscription is
 only a doorbell. A member is handed back to its handler (which awaits the write under its
 ``write_timeout`` and reads on by itself) when its previous write has not completed (a
-slow client never slows the others) and when its stream ends. Not thread-safe: the IOLoop only.
+slow client never slows the others), when its stream ends, and when its write raises (for
+its handler to raise; the others go on). Not thread-safe: the IOLoop only.
 """
 
 from __future__ import annotations
@@ -118,12 +119,18 @@ class FanOut:
             member.ended = True
             self._release(member)
             return
-        if batch:
-            member.pending, member.last = member.write(batch), batch[-1]
-            if ends_stream(batch[-1]):
-                self._release(member)
-        elif keep_alive:
-            member.pending = member.keep_alive() or member.pending
+        try:
+            if batch:
+                member.pending, member.last = member.write(batch), batch[-1]
+            elif keep_alive:
+                member.pending = member.keep_alive() or member.pending
+        except Exception as exc:  # noqa: BLE001 - its handler raises it; the others go on
+            member.pending = asyncio.get_running_loop().create_future()
+            member.pending.set_exception(exc)
+            self._release(member)
+            return
+        if batch and ends_stream(batch[-1]):
+            self._release(member)
 
     def leave(self, member: Member) -> None:
         """Hand ``member`` back now (its connection closed); nothing if it is not served."""
