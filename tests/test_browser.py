@@ -333,7 +333,7 @@ def test_a_scan_started_through_the_api_can_be_watched_with_its_settings(open_pa
     # the label carries the progress (it changes as the scan runs), so pick the option by place
     watch.locator("select").select_option(index=option.evaluate("option => option.index"))
     page.locator("[data-testid=scan-id]", has_text=scan_id).wait_for(state="attached",
-                                                                     timeout=5_000)
+                                                                     timeout=15_000)
     symbols = page.locator(".bk-input-group", has=page.get_by_text("Symbols", exact=True))
     assert symbols.locator("input").first.input_value() == "1500"  # the sidebar follows
     wait_finished(page)
