@@ -1,8 +1,8 @@
 """The fan-out: one task serves every caught-up stream of a scan, and delivery stays exact.
 
 Unit tests drive :class:`~technic_panel.api.fanout.FanOut` with a real ``ResultStreamer`` on
-an event loop, through a reader that runs the stream handlers' own loop (read by itself,
-join the fan-out once caught up, await the handed-back write, read on). The last test runs
+an event loop, through readers that run the handlers' own loop, :func:`stream` (read by
+itself, join the fan-out once caught up, await the handed-back write, read on). The last test runs
 SSE and WebSocket clients against the real server.
 """
 
@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections import Counter
 
+import pytest
 from api_server import APIServer
 from helpers import seqs, wait_until
 from hypothesis import given, settings
@@ -18,7 +20,7 @@ from hypothesis import strategies as st
 from tornado.web import Application
 
 from technic_panel.api.base import APIOptions
-from technic_panel.api.fanout import MAX_BATCH, Member, ends_stream, fan_out, next_batch
+from technic_panel.api.fanout import FanOut, Member, stream
 from technic_panel.api.rest import routes
 from technic_panel.client.scan_client import ScanClient
 from technic_panel.policy import ServerPolicy
@@ -34,10 +36,10 @@ def result(index: int) -> dict:
 
 
 class Reader:
-    """A stream as the handlers run it, writing into ``received``.
+    """A stream as the handlers run it (:func:`stream`), writing into ``received``.
 
     A write completes after ``delay`` seconds (``None``: at once, ``0.0``: on the next loop
-    turn); ``joins`` counts the times it was served by a fan-out.
+    turn).
     """
 
     def __init__(self, streamer: ResultStreamer, registry: dict, delay: float | None = None,
@@ -45,7 +47,7 @@ class Reader:
         self.subscription = streamer.subscribe()
         self.registry, self.delay, self.heartbeat = registry, delay, heartbeat
         self.received: list[dict] = []
-        self.joins = self.keep_alives = 0
+        self.keep_alives = 0
 
     def write(self, batch: list[dict]) -> asyncio.Future:
         self.received.extend(batch)
@@ -62,18 +64,27 @@ class Reader:
         self.keep_alives += 1
 
     async def run(self) -> None:
-        while (batch := await next_batch(self.subscription, None)) is not None:
-            await self.write(batch)
-            if ends_stream(batch[-1]):
-                return
-            if len(batch) < MAX_BATCH:
-                member = Member(self.subscription, self.write, self.keep_alive)
-                self.joins += 1
-                await fan_out(self.registry, SCAN, member, self.heartbeat).serve(member)
-                if member.pending is not None:
-                    await member.pending
-                if member.ended or (member.last is not None and ends_stream(member.last)):
-                    return
+        member = Member(self.subscription, self.write, self.keep_alive)
+        await stream(member, self.registry, SCAN, self.heartbeat, settle)
+
+
+async def settle(pending: asyncio.Future) -> bool:
+    await pending
+    return True
+
+
+@pytest.fixture
+def joins(monkeypatch) -> Counter:
+    """How many times each subscription was served by a fan-out."""
+    counts: Counter = Counter()
+    serve = FanOut.serve
+
+    async def counted(fan: FanOut, member: Member) -> None:
+        counts[member.subscription] += 1
+        await serve(fan, member)
+
+    monkeypatch.setattr(FanOut, "serve", counted)
+    return counts
 
 
 def produce(streamer: ResultStreamer, bursts: list[int]) -> threading.Thread:
@@ -114,7 +125,7 @@ def test_every_reader_gets_every_message_once_in_order_slow_or_not(delays, burst
     assert registry == {} and streamer.subscriber_count == 0
 
 
-def test_caught_up_readers_are_served_by_the_fan_out_and_a_slow_one_is_handed_back():
+def test_caught_up_readers_are_served_by_the_fan_out_and_a_slow_one_is_handed_back(joins):
     streamer = ResultStreamer(SCAN, flush_interval=0.0)
     registry: dict = {}
     fast = [Reader(streamer, registry) for _ in range(5)]
@@ -138,7 +149,7 @@ def test_caught_up_readers_are_served_by_the_fan_out_and_a_slow_one_is_handed_ba
 
     asyncio.run(scenario())
     assert all(seqs(reader.received) == [1, 2, 3, 4] for reader in [*fast, slow])
-    assert all(reader.joins == 1 for reader in fast)  # never handed back
+    assert all(joins[reader.subscription] == 1 for reader in fast)  # never handed back
     assert registry == {} and streamer.subscriber_count == 0
 
 
@@ -162,7 +173,7 @@ def test_a_reader_joining_gets_at_once_what_was_published_while_it_caught_up():
     asyncio.run(scenario())
 
 
-def test_writes_that_complete_on_the_next_loop_turn_keep_their_readers_in_the_fan_out():
+def test_writes_that_complete_on_the_next_loop_turn_keep_their_readers_in_the_fan_out(joins):
     """Tornado's WebSocket writes complete a loop turn later: back-to-back publishes must
     not hand every such reader back (that doubled the loop's work at 200 streams)."""
     streamer = ResultStreamer(SCAN, flush_interval=0.0)
@@ -189,7 +200,7 @@ def test_writes_that_complete_on_the_next_loop_turn_keep_their_readers_in_the_fa
         await asyncio.wait_for(asyncio.gather(*tasks), 5)
 
     asyncio.run(scenario())
-    assert all(reader.joins == 1 for reader in readers)
+    assert all(joins[reader.subscription] == 1 for reader in readers)
 
 
 def test_a_write_that_raises_fails_its_own_stream_only():

@@ -169,3 +169,37 @@ def fan_out(registry: dict[str, FanOut], scan_id: str, member: Member,
         doorbell = member.subscription.follower()
         found = registry[scan_id] = FanOut(doorbell, heartbeat, registry, scan_id)
     return found
+
+
+def leave(registry: dict[str, FanOut], scan_id: str, member: Member) -> None:
+    """Hand ``member`` back from its scan's fan-out now (its connection closed), if served."""
+    found = registry.get(scan_id)
+    if found is not None:
+        found.leave(member)
+
+
+async def stream(member: Member, registry: dict[str, FanOut], scan_id: str,
+                 heartbeat: float | None,
+                 settle: Callable[[Awaitable[None]], Awaitable[bool]]) -> dict | None:
+    """Write ``member``'s messages to the end: by itself until caught up, then fanned out.
+
+    ``settle`` awaits a write and says whether to go on (it may raise instead). Returns the
+    message that ended the stream (the final, or the ``behind_window`` error), or ``None``
+    when it ended otherwise (closed, or ``settle`` said stop).
+    """
+    while (batch := await next_batch(member.subscription, heartbeat)) is not None:
+        pending = member.write(batch) if batch else member.keep_alive()
+        if pending is not None and not await settle(pending):
+            return None
+        if batch and ends_stream(batch[-1]):
+            return batch[-1]
+        if len(batch) < MAX_BATCH:
+            member.pending = member.last = None
+            await fan_out(registry, scan_id, member, heartbeat).serve(member)
+            if member.pending is not None and not await settle(member.pending):
+                return None
+            if member.last is not None and ends_stream(member.last):
+                return member.last
+            if member.ended:
+                return None
+    return None

@@ -39,7 +39,7 @@ from technic_panel.api.base import (
     error_envelope,
     parse_json,
 )
-from technic_panel.api.fanout import MAX_BATCH, FanOut, Member, ends_stream, fan_out, next_batch
+from technic_panel.api.fanout import Member, leave, stream
 from technic_panel.policy import ServerPolicy
 from technic_panel.streaming.jsonsafe import to_json
 from technic_panel.streaming.manager import UnknownScan
@@ -69,7 +69,6 @@ class EventsHandler(APIHandler):
     query_token = True
     head_allowed = False
     _subscription: Subscription | None = None
-    _fanout: FanOut | None = None
     _member: Member | None = None
 
     async def get(self) -> None:
@@ -92,27 +91,13 @@ class EventsHandler(APIHandler):
 
     async def _pump(self, subscription: Subscription) -> None:
         await self._flush()
-        while (batch := await next_batch(subscription, self.shared.heartbeat)) is not None:
-            if not batch:
-                self.write(": keep-alive\n\n")
-            await self._flush(self._write_events(batch))
-            if batch and ends_stream(batch[-1]):
-                return
-            if len(batch) < MAX_BATCH and await self._fanned_out(subscription):
-                return
+        self._member = Member(subscription, self._write_events, self._keep_alive)
+        await stream(self._member, self.shared.fanouts, self._scan_id, self.shared.heartbeat,
+                     self._settle)
 
-    async def _fanned_out(self, subscription: Subscription) -> bool:
-        """Stream through the scan's fan-out until it hands this stream back; True if it ended."""
-        member = Member(subscription, self._write_events, self._keep_alive)
-        self._fanout = fan_out(self.shared.fanouts, self._scan_id, member, self.shared.heartbeat)
-        self._member = member
-        try:
-            await self._fanout.serve(member)
-        finally:
-            self._fanout = self._member = None
-        if member.pending is not None:
-            await self._flush(member.pending)
-        return member.ended or (member.last is not None and ends_stream(member.last))
+    async def _settle(self, flushing: Awaitable[None]) -> bool:
+        await self._flush(flushing)
+        return True
 
     def _write_events(self, batch: list[dict]) -> Awaitable[None]:
         """Write one event per message and flush; return the flush."""
@@ -154,8 +139,8 @@ class EventsHandler(APIHandler):
     def _release(self) -> None:
         if self._subscription is not None:
             self._subscription.close()
-        if self._fanout is not None and self._member is not None:
-            self._fanout.leave(self._member)
+        if self._member is not None:
+            leave(self.shared.fanouts, self._scan_id, self._member)
 
 
 class ResultsSocket(APIMixin, WebSocketHandler):
@@ -250,23 +235,11 @@ class ResultsSocket(APIMixin, WebSocketHandler):
         self._pump_task.add_done_callback(self._pump_done)
 
     async def _pump(self, subscription: Subscription) -> None:
-        while (batch := await next_batch(subscription, None)) is not None:
-            if not await self._settled(self._write_frames(batch)):
-                return
-            if ends_stream(batch[-1]):
-                self._close_after(batch[-1])
-                return
-            if len(batch) < MAX_BATCH:
-                member = Member(subscription, self._write_frames)
-                fanout = fan_out(self.shared.fanouts, self._scan_id, member, self.shared.heartbeat)
-                await fanout.serve(member)
-                if member.pending is not None and not await self._settled(member.pending):
-                    return
-                if member.last is not None and ends_stream(member.last):
-                    self._close_after(member.last)
-                    return
-                if member.ended:
-                    return
+        member = Member(subscription, self._write_frames)
+        last = await stream(member, self.shared.fanouts, self._scan_id, self.shared.heartbeat,
+                            self._settled)
+        if last is not None:
+            self._close_after(last)
 
     def _close_after(self, message: dict) -> None:
         """Close after the final (1000) or the behind_window error."""
