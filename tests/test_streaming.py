@@ -612,6 +612,57 @@ def test_blocking_get_wakes_on_publish(no_thread_leaks):
     assert seqs(got) == [1]
 
 
+READ_STYLES = {
+    "get": lambda sub: sub.get(),
+    "batch": lambda sub: sub.get_batch(),
+    "two at a time": lambda sub: sub.get_batch(max_items=2),
+    "leaves often": lambda sub: sub.get_batch(timeout=0.0005),
+    "quits early": lambda sub: sub.get(),
+}
+
+
+@settings(max_examples=30, deadline=None)
+@given(styles=st.lists(st.sampled_from(sorted(READ_STYLES)), min_size=2, max_size=10),
+       bursts=st.lists(st.tuples(st.integers(1, 20), st.booleans()), min_size=1, max_size=8))
+def test_blocked_readers_wake_one_another_on_every_publish(styles, bursts):
+    # A publish wakes one blocked thread and each hands the wake-up on (see Waking): readers
+    # that wait untimed, take part of a batch, leave their wait on a timeout, or close
+    # mid-stream must not break the chain, or an untimed reader would wait forever.
+    streamer = ResultStreamer("chain", flush_interval=0)
+    subs = [streamer.subscribe() for _ in styles]
+    got: list[list[dict]] = [[] for _ in styles]
+
+    def consume(index: int, style: str) -> None:
+        read = READ_STYLES[style]
+        with contextlib.suppress(StreamEnded):
+            while True:
+                message = read(subs[index])
+                got[index].extend(message if isinstance(message, list) else [message])
+                if style == "quits early" and len(got[index]) >= 3:
+                    subs[index].close()
+
+    threads = [threading.Thread(target=consume, args=item) for item in enumerate(styles)]
+    for thread in threads:
+        thread.start()
+    published = 0
+    for size, held in bursts:
+        time.sleep(0.002)  # most readers are blocked again
+        with streamer.holding() if held else contextlib.nullcontext():
+            publish(streamer, size, start=published)
+        published += size
+    final_seq = streamer.finish(SUMMARY)
+    deadline = time.monotonic() + 10
+    for thread in threads:
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
+    stuck = [style for style, thread in zip(styles, threads, strict=True) if thread.is_alive()]
+    streamer.close()  # frees a stuck reader before the assertion fails
+    assert stuck == []
+    for style, messages in zip(styles, got, strict=True):
+        expected = list(range(1, final_seq + 1))
+        assert seqs(messages) == (expected[:len(messages)] if style == "quits early"
+                                  else expected)
+
+
 def test_iteration_ends_after_final(no_thread_leaks):
     streamer, _ = make_streamer()
     sub = streamer.subscribe()
