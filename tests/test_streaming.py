@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import random
 import re
@@ -613,54 +614,83 @@ def test_blocking_get_wakes_on_publish(no_thread_leaks):
 
 
 READ_STYLES = {
-    "get": lambda sub: sub.get(),
+    "get": lambda sub: [sub.get()],
     "batch": lambda sub: sub.get_batch(),
     "two at a time": lambda sub: sub.get_batch(max_items=2),
     "leaves often": lambda sub: sub.get_batch(timeout=0.0005),
-    "quits early": lambda sub: sub.get(),
+    "shared by two threads": lambda sub: [sub.get()],
 }
 
 
+def _all_reached(got: list[list[dict]], seq: int) -> bool:
+    return all(max(seqs(messages), default=0) >= seq for messages in got)
+
+
 @settings(max_examples=30, deadline=None)
-@given(styles=st.lists(st.sampled_from(sorted(READ_STYLES)), min_size=2, max_size=10),
-       bursts=st.lists(st.tuples(st.integers(1, 20), st.booleans()), min_size=1, max_size=8))
-def test_blocked_readers_wake_one_another_on_every_publish(styles, bursts):
-    # A publish wakes one blocked thread and each hands the wake-up on (see Waking): readers
-    # that wait untimed, take part of a batch, leave their wait on a timeout, or close
-    # mid-stream must not break the chain, or an untimed reader would wait forever.
-    streamer = ResultStreamer("chain", flush_interval=0)
+@given(styles=st.lists(st.sampled_from(sorted(READ_STYLES)), min_size=2, max_size=8),
+       bursts=st.lists(st.tuples(st.integers(1, 20), st.booleans()), min_size=1, max_size=6),
+       flush_interval=st.sampled_from([0.0, 0.002]))
+def test_blocked_readers_wake_one_another_on_every_publish(styles, bursts, flush_interval):
+    # A publish wakes one blocked thread and the wake-up is handed on (see Waking). Every
+    # burst must reach every reader before the next, however they read: untimed, part of a
+    # batch, leaving their wait on a timeout, two threads on one cursor, and with messages
+    # held back for the flush deadline; a lost wake-up leaves an untimed reader behind.
+    streamer = ResultStreamer("chain", flush_interval=flush_interval)
     subs = [streamer.subscribe() for _ in styles]
     got: list[list[dict]] = [[] for _ in styles]
 
     def consume(index: int, style: str) -> None:
-        read = READ_STYLES[style]
         with contextlib.suppress(StreamEnded):
             while True:
-                message = read(subs[index])
-                got[index].extend(message if isinstance(message, list) else [message])
-                if style == "quits early" and len(got[index]) >= 3:
-                    subs[index].close()
+                got[index].extend(READ_STYLES[style](subs[index]))
 
-    threads = [threading.Thread(target=consume, args=item) for item in enumerate(styles)]
+    readers = [(index, style) for index, style in enumerate(styles)]
+    readers += [item for item in readers if item[1] == "shared by two threads"]
+    threads = [threading.Thread(target=consume, args=item) for item in readers]
     for thread in threads:
         thread.start()
-    published = 0
-    for size, held in bursts:
-        time.sleep(0.002)  # most readers are blocked again
-        with streamer.holding() if held else contextlib.nullcontext():
-            publish(streamer, size, start=published)
-        published += size
-    final_seq = streamer.finish(SUMMARY)
-    deadline = time.monotonic() + 10
+    added = 0
+    try:
+        for size, held in bursts:
+            time.sleep(0.002)  # most readers are blocked again
+            with streamer.holding() if held else contextlib.nullcontext():
+                last = [streamer.add_result(result(f"S{added + k}", priority_tier="low"))
+                        for k in range(size)][-1]
+            added += size
+            wait_until(functools.partial(_all_reached, got, last))
+        final_seq = streamer.finish(SUMMARY)
+        deadline = time.monotonic() + 10
+        for thread in threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        assert not any(thread.is_alive() for thread in threads)
+    finally:
+        streamer.close()  # frees a stuck reader when the test fails
+    for messages in got:  # two threads on one cursor append in either order
+        assert sorted(seqs(messages)) == list(range(1, final_seq + 1))
+
+
+def test_a_thread_sharing_a_cursor_hands_a_publish_on(no_thread_leaks):
+    # Two threads block on one subscription, then a third on another. The first takes the
+    # message and the second finds nothing; the second must still wake the third.
+    streamer = ResultStreamer("shared", flush_interval=0)
+    shared, other = streamer.subscribe(), streamer.subscribe()
+    got: dict[Subscription, list[dict]] = {shared: [], other: []}
+
+    def consume(sub: Subscription) -> None:
+        with contextlib.suppress(StreamEnded):
+            while True:
+                got[sub].append(sub.get())
+
+    threads = [threading.Thread(target=consume, args=(sub,)) for sub in (shared, shared, other)]
     for thread in threads:
-        thread.join(timeout=max(0.0, deadline - time.monotonic()))
-    stuck = [style for style, thread in zip(styles, threads, strict=True) if thread.is_alive()]
-    streamer.close()  # frees a stuck reader before the assertion fails
-    assert stuck == []
-    for style, messages in zip(styles, got, strict=True):
-        expected = list(range(1, final_seq + 1))
-        assert seqs(messages) == (expected[:len(messages)] if style == "quits early"
-                                  else expected)
+        thread.start()
+        time.sleep(0.05)  # most likely it waits before the next one starts
+    streamer.add_result(result("A"))
+    wait_until(lambda: got[other])  # within 5 s, with nothing published after it
+    streamer.finish(SUMMARY)
+    for thread in threads:
+        thread.join(timeout=10)
+    assert seqs(got[other]) == [1, 2] and sorted(seqs(got[shared])) == [1, 2]
 
 
 def test_iteration_ends_after_final(no_thread_leaks):

@@ -33,8 +33,7 @@ scanner, a finished chunk) adds them inside :meth:`~ResultStreamer.holding`: the
 published together when the block ends, one reader wake-up instead of one per high-tier
 result. There is no timer thread; the deadline is kept by whoever looks next: a producer
 publishes overdue messages when it adds one, every read publishes them first, and the first
-message held back wakes one blocking reader (and the event loops) to wait for the deadline.
-Nothing outlives the streamer.
+message held back wakes a blocking reader (and the event loops) to wait for the deadline.
 
 **Replay and retention.** Published messages go into one shared
 :class:`~technic_panel.streaming.retention.RetainedLog` of at most ``max_retained``, oldest
@@ -49,11 +48,11 @@ log compacted by symbol: one row per symbol, then the window (see
 :mod:`~technic_panel.streaming.retention`).
 
 **Waking.** Blocking readers wait on the streamer's :class:`threading.Condition`. A publish
-(or a deadline) wakes one, and each woken reader wakes the next as it leaves: threads take
-the GIL in turn, not all at once (p99 to 100 threads a third lower), and as readers wait in
-arrival order, all with news at a publish, the chain reaches each once. An ``async for``
-waits on an asyncio future that publishing resolves with ``loop.call_soon_threadsafe``:
-one future and one call per event loop, however many of its tasks wait.
+wakes one; each reader during whose wait something was published wakes the next, news or
+not (threads may share a cursor): threads take the GIL in turn, not all at once. Waiters
+wake in arrival order, so the chain stops at the first that began waiting after the publish.
+An ``async for`` awaits a future that publishing resolves with ``call_soon_threadsafe``: one
+per event loop, however many of its tasks wait.
 
 **Ending.** After ``finish`` or ``close`` adding raises :class:`StreamClosed`. A
 subscription ends after delivering the ``final``, or, once the streamer is closed, after
@@ -392,21 +391,22 @@ class ResultStreamer:
         ``[]`` means the timeout passed; :class:`StreamEnded` that the cursor has ended.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        waited = False
         with self._lock:
-            try:
-                while True:
-                    batch = self._poll_locked(cursor, limit)
-                    if batch:
-                        return batch
-                    remaining = None if deadline is None else deadline - time.monotonic()
-                    if remaining is not None and remaining <= 0:
-                        return []
-                    waited = True
+            while True:
+                batch = self._poll_locked(cursor, limit)
+                if batch:
+                    return batch
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    if self._pending:
+                        self._cond.notify()  # it may have kept the deadline: hand it on
+                    return []
+                seen = self._log.last_seq
+                try:
                     self._cond.wait(_earliest(remaining, self._until_flush_locked()))
-            finally:
-                if waited:
-                    self._cond.notify()  # hand the wake-up (or the flush deadline) on
+                finally:
+                    if self._log.last_seq != seen:
+                        self._cond.notify()  # a publish came while it waited: hand it on
 
     async def _next_for(self, cursor: Cursor) -> dict:
         """Return ``cursor``'s next message, awaiting one event-loop future per wait."""
