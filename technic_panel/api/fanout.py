@@ -66,7 +66,6 @@ class Member:
     keep_alive: Callable[[], Awaitable[None] | None] = lambda: None
     pending: Awaitable[None] | None = None
     last: dict | None = None
-    ended: bool = False
     _released: asyncio.Future | None = field(default=None, repr=False)
 
 
@@ -116,8 +115,7 @@ class FanOut:
         try:
             batch = member.subscription.get_batch(timeout=0, max_items=MAX_BATCH)
         except StreamEnded:
-            member.ended = True
-            self._release(member)
+            self._release(member)  # its handler's next read finds the end too
             return
         try:
             if batch:
@@ -200,6 +198,4 @@ async def stream(member: Member, registry: dict[str, FanOut], scan_id: str,
                 return None
             if member.last is not None and ends_stream(member.last):
                 return member.last
-            if member.ended:
-                return None
     return None
