@@ -260,12 +260,11 @@ class ResultsSocket(APIMixin, WebSocketHandler):
         try:
             writes = [self.write_message(text) for text in texts]
         except WebSocketClosedError as exc:
-            closed = asyncio.get_running_loop().create_future()
-            closed.set_exception(exc)
-            return closed
-        for earlier in writes[:-1]:  # frames go out in order: the last completes last
-            earlier.add_done_callback(_quietly)
-        return writes[-1]
+            writes = [asyncio.get_running_loop().create_future()]
+            writes[0].set_exception(exc)
+        for write in writes:  # seen even if no one awaits it: a cancelled stream's last write
+            write.add_done_callback(_quietly)
+        return writes[-1]  # frames go out in order: the last completes last
 
     async def _settled(self, writing: Awaitable[None]) -> bool:
         """Await a write; False if the socket closed or the client took nothing in time.
@@ -301,7 +300,10 @@ class ResultsSocket(APIMixin, WebSocketHandler):
 
 
 def _quietly(write: asyncio.Future) -> None:
-    """Retrieve a write's outcome, so a closed socket's failed frames are not logged."""
+    """Retrieve a write's outcome, so a closed socket's failed frames are not logged.
+
+    Whoever awaits the write still gets its exception.
+    """
     if not write.cancelled():
         write.exception()
 
