@@ -21,7 +21,7 @@ from technic_panel.ui.dashboard import LIVE_PANES_PERIOD, Dashboard
 from technic_panel.ui.live_outputs import ALERTS_KEPT
 from technic_panel.ui.notices import ALERT_TOAST_INTERVAL, Batches
 from technic_panel.ui.pacing import Paced
-from technic_panel.ui.table import LIVE_COLUMNS, TABLE_COLUMNS, columns
+from technic_panel.ui.table import LIVE_COLUMNS, TABLE_COLUMNS, TEXT_COLUMNS, columns
 
 pytestmark = pytest.mark.usefixtures("panel_state")
 
@@ -171,9 +171,34 @@ def test_the_patched_source_always_holds_the_rows_received(updates, per_drain):
                 np.testing.assert_array_equal(np.asarray(shown, dtype=float), cells, err_msg=name)
             else:
                 assert list(shown) == cells, name
-    for event in patches:  # one slice a column: binary arrays, not a (row, value) per cell
-        assert all(len(spans) == 1 and isinstance(spans[0][0], slice)
-                   for spans in event.patches.values())
+    for event in patches:  # numbers: one slice of binary float64; text: the changed cells
+        for name, spans in event.patches.items():
+            if name in (*TEXT_COLUMNS, "new", "flash"):
+                assert all(isinstance(at, int) for at, _ in spans), name
+            else:
+                assert len(spans) == 1 and isinstance(spans[0][0], slice), name
+                assert spans[0][1].dtype == np.float64, name
+
+
+def test_a_text_column_is_patched_at_the_changed_cells_only():
+    controller = ScanController()
+    doc = Document()
+    doc.add_root(controller.cds)
+    patches: list = []
+    doc.on_change(lambda event: patches.append(event) if isinstance(event, ColumnsPatchedEvent)
+                  else None)
+    controller._apply([row(symbol, seq, "result", bar=None)
+                       for seq, symbol in enumerate(["AAA", "BBB", "CCC", "DDD"], 1)])
+    update = row("CCC", 5, rating=20.0, changed=("tech_rating", "signal"))
+    update["data"]["signal"] = "SELL"
+    controller._apply([row("AAA", 6, rating=61.0), update])
+    (event,) = patches
+    assert event.patches["signal"] == [(2, "SELL")]
+    assert event.patches["flash"] == [(0, "tech_rating"), (2, "signal tech_rating")]
+    assert "symbol" not in event.patches and "sector" not in event.patches
+    (span, ratings), = event.patches["tech_rating"]
+    assert span == slice(0, 3) and list(ratings) == [61.0, 60.0, 20.0]
+    assert list(controller.cds.data["signal"]) == ["BUY", "BUY", "SELL", "BUY"]
 
 
 def test_changed_cells_are_named_and_counted_for_the_browser_to_flash():
