@@ -53,6 +53,20 @@ FILTERED_JS = f"""(needle) => {{
 }}"""
 """Whether the grid shows only symbols containing the search text (and at least one)."""
 
+PAINTED_JS = f"""() => {{
+  const view = {TABLE_JS}, grid = view.grid, data = view.model.source.data;
+  const rating = grid.getColumns().findIndex((column) => column.field === "tech_rating");
+  const {{top, bottom}} = grid.getViewport(), rows = [];
+  for (let r = top; r <= bottom; r++) {{
+    const i = view.data.index[r], symbol = grid.getCellNode(r, 0);
+    if (i != null && symbol != null)
+      rows.push([symbol.textContent, data.symbol[i],
+                 parseFloat(grid.getCellNode(r, rating).textContent), data.tech_rating[i]]);
+  }}
+  return rows;
+}}"""
+"""Each row in view: the symbol and rating it paints, and the symbol and rating it holds."""
+
 FLASHED_JS = f"() => {TABLE_JS}.shadow_el.querySelectorAll('.slick-cell.flash').length > 0"
 
 
@@ -89,6 +103,12 @@ def test_live_rows_change_in_place_flash_and_alert(page):
     page.locator("[data-testid=alert]").first.wait_for(timeout=30_000)
     page.locator("[data-testid=feed-clock]", has_text="T").or_(
         page.locator("[data-testid=feed-clock]", has_text="-")).first.wait_for(timeout=10_000)
+    for _ in range(10):  # across patches: the grid re-renders the rows that changed only
+        painted = page.evaluate(PAINTED_JS)
+        assert len(painted) == SYMBOLS
+        for symbol, held, rating, value in painted:
+            assert symbol == held and rating == pytest.approx(value, abs=0.051), painted
+        page.wait_for_timeout(150)
     state = table_state(page)
     assert state["shown"] == state["received"] == SYMBOLS
     assert is_descending(state["ratings"]), "the sort by rating did not hold"

