@@ -139,18 +139,24 @@ def test_rows_that_enter_carry_the_new_marker_for_new_bars_bars():
     assert len(controller.cds.data["symbol"]) == 3
 
 
+def patched_controller() -> tuple[ScanController, list[ColumnsPatchedEvent]]:
+    """Return a controller whose source is in a document, and the patch events it will get."""
+    controller = ScanController()
+    doc = Document()
+    doc.add_root(controller.cds)
+    patches: list[ColumnsPatchedEvent] = []
+    doc.on_change(lambda event: patches.append(event) if isinstance(event, ColumnsPatchedEvent)
+                  else None)
+    return controller, patches
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(["AAA", "BBB", "CCC", "DDD", "EEE"]),
                           st.floats(0, 100), st.one_of(st.none(), st.floats(1, 500)),
                           st.sampled_from([None, "AAA"])), min_size=1, max_size=30),
        st.integers(1, 5))
 def test_the_patched_source_always_holds_the_rows_received(updates, per_drain):
-    controller = ScanController()
-    doc = Document()
-    doc.add_root(controller.cds)
-    patches: list = []
-    doc.on_change(lambda event: patches.append(event) if isinstance(event, ColumnsPatchedEvent)
-                  else None)
+    controller, patches = patched_controller()
     seen: set[str] = set()
     for start in range(0, len(updates), per_drain):
         messages = []
@@ -181,12 +187,7 @@ def test_the_patched_source_always_holds_the_rows_received(updates, per_drain):
 
 
 def test_a_text_column_is_patched_at_the_changed_cells_only():
-    controller = ScanController()
-    doc = Document()
-    doc.add_root(controller.cds)
-    patches: list = []
-    doc.on_change(lambda event: patches.append(event) if isinstance(event, ColumnsPatchedEvent)
-                  else None)
+    controller, patches = patched_controller()
     controller._apply([row(symbol, seq, "result", bar=None)
                        for seq, symbol in enumerate(["AAA", "BBB", "CCC", "DDD"], 1)])
     update = row("CCC", 5, rating=20.0, changed=("tech_rating", "signal"))
