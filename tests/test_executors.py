@@ -8,7 +8,9 @@ import os
 import time
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 
+import psutil
 import pytest
 
 from technic_panel.data import Bars, DataError, SyntheticSource
@@ -73,6 +75,17 @@ def _raise(error: Exception) -> None:
 
 def symbols_of(source: SyntheticSource, n: int | None = None) -> list[str]:
     return source.universe()["symbol"].tolist()[:n]
+
+
+def test_pool_processes_are_forked_with_the_engine_and_sources_loaded():
+    """The forkserver maps TA-Lib and Arrow: its pool processes need not import them."""
+    assert Scanner(SyntheticSource(symbols=4, seed=SEED), executor="process",
+                   workers=1).run(lambda event: None).status == "completed"
+    servers = [child for child in psutil.Process().children()
+               if "multiprocessing.forkserver" in " ".join(child.cmdline())]
+    assert len(servers) == 1
+    libraries = {Path(mapped.path).name.split(".")[0] for mapped in servers[0].memory_maps()}
+    assert {"_ta_lib", "libarrow"} <= libraries, sorted(libraries)
 
 
 @pytest.mark.parametrize(("kind", "cls"), [
