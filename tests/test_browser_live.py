@@ -67,6 +67,21 @@ PAINTED_JS = f"""() => {{
 }}"""
 """Each row in view: the symbol and rating it paints, and the symbol and rating it holds."""
 
+
+def assert_painted_as_held(page, rows: int) -> None:
+    """Across patches, every row in view paints the symbol and rating it holds.
+
+    The grid re-renders only the rows that changed (ui/live_cells.py): a row it skipped
+    wrongly would paint an old rating, or another row's symbol.
+    """
+    for _ in range(10):
+        painted = page.evaluate(PAINTED_JS)
+        assert len(painted) == rows
+        for symbol, held, rating, value in painted:
+            assert symbol == held and rating == pytest.approx(value, abs=0.051), painted
+        page.wait_for_timeout(150)
+
+
 FLASHED_JS = f"() => {TABLE_JS}.shadow_el.querySelectorAll('.slick-cell.flash').length > 0"
 
 
@@ -103,12 +118,7 @@ def test_live_rows_change_in_place_flash_and_alert(page):
     page.locator("[data-testid=alert]").first.wait_for(timeout=30_000)
     page.locator("[data-testid=feed-clock]", has_text="T").or_(
         page.locator("[data-testid=feed-clock]", has_text="-")).first.wait_for(timeout=10_000)
-    for _ in range(10):  # across patches: the grid re-renders the rows that changed only
-        painted = page.evaluate(PAINTED_JS)
-        assert len(painted) == SYMBOLS
-        for symbol, held, rating, value in painted:
-            assert symbol == held and rating == pytest.approx(value, abs=0.051), painted
-        page.wait_for_timeout(150)
+    assert_painted_as_held(page, SYMBOLS)
     state = table_state(page)
     assert state["shown"] == state["received"] == SYMBOLS
     assert is_descending(state["ratings"]), "the sort by rating did not hold"
@@ -126,6 +136,7 @@ def test_live_rows_change_in_place_flash_and_alert(page):
     page.wait_for_function(FILTERED_JS, arg=needle, timeout=10_000)
     page.wait_for_function(CHANGED_JS, arg=page.evaluate(RATINGS_JS), timeout=20_000)
     assert page.evaluate(FILTERED_JS, needle), "the filter did not hold while rows changed"
+    assert_painted_as_held(page, page.evaluate(f"() => {TABLE_JS}.data.getLength()"))
     page.get_by_role("button", name="Stop").click()
     page.locator("[data-testid=status]", has_text="finished").wait_for(timeout=20_000)
     assert "stopped" in stat(page, "status")

@@ -82,8 +82,7 @@ const regrid = (view) => {  // updateGrid, re-sorting by the sorted columns alon
 const same = (a, b) => a === b || (a !== a && b !== b);  // NaN shows as NaN
 const rerender = (view) => {  // grid.invalidate(), for the rendered rows that changed only
   const grid = view.grid, data = view.model.source.data, names = Object.keys(data);
-  if (view.data.getLength() != grid.getDataLength())
-    grid.updateRowCount();
+  grid.updateRowCount();  // as invalidate() does: a filtered view may have changed length
   const row = (r) => grid.getCellNode(r, 0)?.parentElement;
   const record = (r) => {
     const i = view.data.index[r];
