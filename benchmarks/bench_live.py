@@ -395,9 +395,9 @@ one SSE client in this one; server CPU as a share of one core over the live phas
 sampled each second. Latency is receipt wall clock minus the bar's `feed_time` (whole ms),
 over every `result` and `update`. In the browser: `panel serve app.py` and Chromium, the
 page's wall clock at the animation frame after a patch minus the `feed_time` of each row
-whose `feed_time` the patch changed. One run each (the browser cases
-{BROWSER_REPEATS}, interleaved); load average {load:.1f} on {os.cpu_count()} cores when it
-started (other processes shared them).
+whose `feed_time` the patch changed. One run of each, {BROWSER_REPEATS} of each browser
+case (interleaved); load average {load:.1f} on {os.cpu_count()} cores when it started
+(other processes shared them).
 
 | measure | result | target |
 |---|---|---|
