@@ -89,17 +89,18 @@ const rerender = (view) => {  // grid.invalidate(), for the rendered rows that c
     return i == null ? null : names.map((name) => data[name][i]);
   };
   const shown = view.__shown?.grid === grid ? view.__shown.rows : new Map();
-  const {top, bottom} = grid.getRenderedRange(), stale = [];
+  const {top, bottom} = grid.getRenderedRange(), stale = [], records = new Map();
   for (let r = top; r <= bottom; r++) {  // a row node not ours was rendered by BokehJS: redo
     const [node, values] = shown.get(r) ?? [], now = record(r);
+    records.set(r, now);
     if (node == null || node !== row(r) || now == null || !now.every((v, k) => same(v, values[k])))
       stale.push(r);
   }
   grid.invalidateRows(stale);
   grid.render();
   const rows = new Map();
-  for (let r = top; r <= bottom; r++)
-    rows.set(r, [row(r), record(r)]);
+  for (const [r, now] of records)  // the records drawn: the data did not change in between
+    rows.set(r, [row(r), now]);
   view.__shown = {grid, rows};
 };
 for (const table of tables) {  // at once, so no reader sees new values in the old order
