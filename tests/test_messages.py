@@ -472,3 +472,36 @@ def test_safe_data_is_copied_unchecked_and_to_json_still_refuses_nan():
                        scan_id="s", seq=1)
     with pytest.raises(MessageError, match="cannot be written as JSON"):
         to_json(msg)
+
+
+_ROW_KEYS = st.sampled_from(["symbol", "close", "rsi_14", "signal", "bar_time", "feed_time",
+                             "position", "changed", "extra"])
+_ROW_VALUES = st.one_of(st.none(), st.floats(allow_nan=True), st.sampled_from(["BUY", "HOLD"]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(previous=st.dictionaries(_ROW_KEYS, _ROW_VALUES), edits=st.dictionaries(_ROW_KEYS,
+                                                                               _ROW_VALUES),
+       reorder=st.booleans())
+def test_changed_fields_are_those_whose_value_differs_bookkeeping_aside(previous, edits, reorder):
+    from technic_panel.streaming.contract import BOOKKEEPING_KEYS, changed_fields
+
+    content = {**previous, **edits}  # the same fields in the same order, some edited ...
+    if reorder:  # ... or a row of other fields, in another order
+        content = dict(reversed(list(edits.items())))
+    expected = [name for name in content if name not in previous or previous[name] !=
+                content[name]] + [name for name in previous if name not in content]
+    assert changed_fields(previous, content) == [name for name in expected
+                                                 if name not in BOOKKEEPING_KEYS]
+
+
+@pytest.mark.parametrize(("text", "valid"), [
+    (TS, True), ("2024-02-29T00:00:00Z", True), ("2023-02-29T00:00:00Z", False),
+    ("2024-01-15 10:30:45Z", False), ("2024-01-15T10:30:45.123", False)])
+def test_a_bar_time_is_judged_alike_the_first_time_and_when_it_repeats(text, valid):
+    for _ in range(2):  # the second check of a text is answered from a cache
+        if valid:
+            validate_data("result", {**RESULT, "bar_time": text})
+        else:
+            with pytest.raises(MessageError, match="bar_time must be an ISO-8601 UTC time"):
+                validate_data("result", {**RESULT, "bar_time": text})

@@ -62,6 +62,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import operator
 from collections.abc import Mapping
 from typing import Any
 
@@ -82,6 +83,9 @@ ALPHA_SCALE = 1.5
 """Risk-adjusted 6-month momentum that maps alpha_score to squash(1) = 0.88."""
 PROJECTIONS = (0.125, 0.25, 0.5, 1.0)
 """Fractions of the 52-week range (in log terms) projected past the extreme as targets."""
+
+_SCORE_KEYS = tuple(f"score_{name}" for name in SCORE_COMPONENTS)
+_NO_PLAN = dict.fromkeys(("entry", "stop", "target", "reward_risk"))
 
 
 class StrategyError(ValueError):
@@ -236,7 +240,7 @@ class Strategy(param.Parameterized):
 class Scorer:
     """A Strategy's values as plain floats: scoring without Parameter look-ups, picklable."""
 
-    __slots__ = STRATEGY_SETTINGS
+    __slots__ = (*STRATEGY_SETTINGS, "_weights", "_weight_total")
     weight_trend: float
     weight_momentum: float
     weight_volume: float
@@ -253,11 +257,13 @@ class Scorer:
     max_target_atr: float
 
     def __init__(self, **values: float) -> None:
-        for name in self.__slots__:
+        for name in STRATEGY_SETTINGS:
             setattr(self, name, float(values[name]))
+        self._weights = tuple(getattr(self, f"weight_{name}") for name in SCORE_COMPONENTS)
+        self._weight_total = sum(self._weights)
 
     def __getstate__(self) -> dict[str, float]:
-        return {name: getattr(self, name) for name in self.__slots__}
+        return {name: getattr(self, name) for name in STRATEGY_SETTINGS}
 
     def __setstate__(self, state: dict[str, float]) -> None:
         Scorer.__init__(self, **state)
@@ -302,20 +308,23 @@ class Scorer:
                 + max(stretch - self.max_stretch_atr, 0.0) / self.max_stretch_atr)
 
     def score(self, ind: Mapping[str, float]) -> dict[str, float | str | None]:
-        """Return :data:`SCORE_COLUMNS` for one symbol's latest indicators."""
-        parts = components(ind)
-        weights = {name: getattr(self, f"weight_{name}") for name in SCORE_COMPONENTS}
-        raw = sum(weights[name] * parts[name] for name in parts) / sum(weights.values())
+        """Return :data:`SCORE_COLUMNS` for one symbol's latest indicators.
+
+        A live scan scores every symbol on every bar, so this reads each setting once and
+        builds one dict; the arithmetic is that of the module docs, term by term.
+        """
+        parts = components(ind).values()
+        raw = sum(map(operator.mul, self._weights, parts)) / self._weight_total
         damping = 1.0 + EXTENSION_DAMPING * self.extension(ind, bullish=raw >= 0.5)
         rating = 100.0 * (0.5 + (raw - 0.5) / damping)
         hot, cold = self.overextended(ind)
         row: dict[str, float | str | None] = {
             "tech_rating": round(rating, 2), "alpha_score": round(alpha_score(ind), 4),
             "signal": self.signal_for(rating, hot=hot, cold=cold),
+            **self.trade_plan(ind, long=self.is_long(rating)),
         }
-        row.update(self.trade_plan(ind, long=self.is_long(rating)))
-        for name, value in parts.items():
-            row[f"score_{name}"] = round(value, 4)
+        for key, value in zip(_SCORE_KEYS, parts, strict=True):
+            row[key] = round(value, 4)
         return row
 
     def trade_plan(self, ind: Mapping[str, float], *, long: bool) -> dict[str, float | str | None]:
@@ -329,22 +338,23 @@ class Scorer:
         entry, atr = ind["close"], ind["atr_14"]
         side = "long" if long else "short"
         if not (entry > 0.0 and atr > 0.0):
-            return {"side": side, **dict.fromkeys(("entry", "stop", "target", "reward_risk"))}
+            return {"side": side, **_NO_PLAN}
         least = self.target_atr * atr
         beyond = [distance for distance in level_distances(ind, long=long) if distance >= least]
         reach = min(min(beyond, default=least), self.max_target_atr * atr)
         risk = self.stop_atr * atr
         if long:
             risk = min(risk, 0.9 * entry)
+            stop, target = entry - risk, entry + reach
         else:
             reach = min(reach, 0.9 * entry)
-        sign = 1.0 if long else -1.0
-        plan = {"entry": entry, "stop": entry - sign * risk, "target": entry + sign * reach,
-                "reward_risk": _ratio(reach, risk)}
-        if not (all(map(math.isfinite, plan.values())) and min(plan["stop"], plan["target"]) > 0
-                and risk > 0.0):
-            return {"side": side, **dict.fromkeys(plan)}
-        return {"side": side, **plan, "reward_risk": round(plan["reward_risk"], 2)}
+            stop, target = entry + risk, entry - reach
+        reward_risk = _ratio(reach, risk)
+        if not (math.isfinite(stop) and math.isfinite(target) and math.isfinite(reward_risk)
+                and stop > 0.0 and target > 0.0 and risk > 0.0):
+            return {"side": side, **_NO_PLAN}
+        return {"side": side, "entry": entry, "stop": stop, "target": target,
+                "reward_risk": round(reward_risk, 2)}
 
 
 def level_distances(ind: Mapping[str, float], *, long: bool) -> list[float]:

@@ -73,15 +73,21 @@ def _is_text(value: Any) -> bool:
 
 
 def _is_timestamp(value: Any) -> bool:
-    match = _TIMESTAMP.fullmatch(value) if isinstance(value, str) else None
-    return match is not None and _is_date(match[1])
+    return isinstance(value, str) and _is_timestamp_text(value)
 
 
-@functools.lru_cache(maxsize=1024)
-def _is_date(text: str) -> bool:
-    """Whether ``text`` (YYYY-MM-DD) is a calendar date; cached: a stream repeats its days."""
+@functools.lru_cache(maxsize=4096)
+def _is_timestamp_text(text: str) -> bool:
+    """Whether ``text`` is a UTC timestamp of a calendar date.
+
+    Cached: a live tick's bars share their ``bar_time``, a busy stream's messages their
+    millisecond.
+    """
+    match = _TIMESTAMP.fullmatch(text)
+    if match is None:
+        return False
     try:
-        date.fromisoformat(text)
+        date.fromisoformat(match[1])
     except ValueError:
         return False
     return True
@@ -252,9 +258,15 @@ def changed_fields(previous: Mapping, content: Mapping) -> list[str]:
 
     In ``content``'s order, then those only ``previous`` has; ``[]`` means the same row.
     """
-    get = previous.get
-    changed = [name for name, value in content.items() if get(name, _ABSENT) != value]
-    changed.extend(name for name in previous if name not in content)
+    names = list(content)
+    if names == list(previous):  # the same fields in the same order, as a symbol's rows are
+        changed = [name for name, value, old
+                   in zip(names, content.values(), previous.values(), strict=True)
+                   if old != value]
+    else:
+        get = previous.get
+        changed = [name for name, value in content.items() if get(name, _ABSENT) != value]
+        changed.extend(name for name in previous if name not in content)
     if BOOKKEEPING_KEYS.isdisjoint(changed):
         return changed
     return [name for name in changed if name not in BOOKKEEPING_KEYS]
