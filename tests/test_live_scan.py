@@ -6,6 +6,7 @@ times) for the alert rules; whole live scans run through a real ``StreamManager`
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import threading
@@ -19,13 +20,13 @@ from technic_panel.api.openapi import openapi_spec
 from technic_panel.data.synthetic import SyntheticSource
 from technic_panel.engine.scoring import Strategy
 from technic_panel.live.alerts import AlertRules
-from technic_panel.live.feeds import Bar, FeedThread, OnBar, bar_timestamp
+from technic_panel.live.feeds import Bar, FeedThread, OnBar, bar_timestamp, wall_ms
 from technic_panel.live.rows import LiveRows
 from technic_panel.live.scan import LiveScan, feed_for
 from technic_panel.live.synthetic_feed import SyntheticFeed
 from technic_panel.streaming.contract import validate_message
 from technic_panel.streaming.manager import StreamManager
-from technic_panel.streaming.streamer import ResultStreamer
+from technic_panel.streaming.streamer import ResultStreamer, StreamEnded
 
 LIVE = {"symbols": 30, "live": True, "bar_interval": 0.1, "alert_cooldown": 0.3}
 
@@ -240,6 +241,47 @@ def test_a_full_queue_holds_the_feed_until_the_rows_take_or_stop(source, no_thre
                     Strategy().scorer(), fields=fields_of(source), max_queue=5)
     rows.run()
     assert rows.bars == 40 * 12  # nothing dropped: the feed waited for room
+
+
+class PacedFeed(FeedThread):
+    """Hand the given bars over one by one, stamped as they go, ``pause`` seconds apart."""
+
+    name = "paced"
+
+    def __init__(self, bars: list[Bar], pause: float) -> None:
+        super().__init__()
+        self.script, self.pause = bars, pause
+
+    def _run(self, on_bar: OnBar) -> None:
+        for bar in self.script:
+            if not self._sleep_until(time.monotonic() + self.pause):
+                return
+            on_bar(bar._replace(feed_time=wall_ms()))
+
+
+def test_bars_handed_over_within_the_gathering_window_are_published_together(source,
+                                                                            no_thread_leaks):
+    streamer = ResultStreamer("scan_live", flush_interval=0.0)
+    subscription = streamer.subscribe()
+    closed = script(source, 1, updates=1)[:4]
+    rows = LiveRows(streamer, PacedFeed(closed, 0.002), source, Strategy().scorer(),
+                    fields=fields_of(source), shown=list(fields_of(source)))
+    batches: list[list[str]] = []
+
+    def read() -> None:
+        with contextlib.suppress(StreamEnded):
+            while True:
+                batch = subscription.get_batch(timeout=5.0)
+                batches.append([msg["data"]["symbol"] for msg in batch
+                                if msg["type"] in ("result", "update")])
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    rows.run()
+    streamer.finish({"status": "completed"})
+    reader.join(10)
+    # Handed over 2 ms apart, the first two bars share a take, so a subscriber sees them at once.
+    assert batches[0][:2] == [bar.symbol for bar in closed[:2]]
 
 
 def test_stats_summarise_the_live_figures(source, no_thread_leaks):
