@@ -48,6 +48,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 
+from bench_engine import talib_floor  # noqa: E402
 from browser_helpers import (  # noqa: E402
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -61,6 +62,7 @@ from report import percentile, rss_mb, write_section  # noqa: E402
 
 import technic_panel.live.scan as live_scan  # noqa: E402
 from technic_panel.api.rest import make_app  # noqa: E402
+from technic_panel.data.synthetic import SyntheticSource  # noqa: E402
 from technic_panel.streaming.manager import StreamManager  # noqa: E402
 from technic_panel.streaming.streamer import StreamEnded  # noqa: E402
 
@@ -71,6 +73,17 @@ BROWSER_RUNS = ((5000, 1), (1000, 4))
 the served default feed (three forming updates and the close) at 4,000 ticks a second."""
 BROWSER_REPEATS = 3
 """Runs of each browser case (interleaved); the section reports their medians."""
+
+
+def machine_reference() -> float:
+    """Return ms of the raw TA-Lib floor on 1,000 synthetic symbols, median of 5 runs.
+
+    The machine's speed when it is taken: the same work costs more CPU time when the
+    host is busy, so CPU shares of runs at different times compare only beside it.
+    """
+    source = SyntheticSource(1000)
+    bars = [source.bars(symbol) for symbol in source.universe()["symbol"]]
+    return 1000 * statistics.median(talib_floor(bars) for _ in range(5))
 
 
 def settings(symbols: int, seconds: float) -> dict:
@@ -333,6 +346,7 @@ def main() -> None:
     seconds = 600.0 if args.long else args.seconds
     use_updates(args.updates)
     load = os.getloadavg()[0]
+    speed = [machine_reference()]
     here = in_process(5000, 30.0)
     print(f"in process: {here}", flush=True)
     sse = over_sse(5000, seconds, args.updates)
@@ -345,7 +359,9 @@ def main() -> None:
             runs[symbols, updates].append(in_browser(symbols, BROWSER_SECONDS, updates))
             print(f"browser: {runs[symbols, updates][-1]}", flush=True)
     pages = [medians(found) for found in runs.values()]
-    write_section("Live scan", section(here, sse, big, pages, seconds, args.updates, load))
+    speed.append(machine_reference())
+    write_section("Live scan", section(here, sse, big, pages, seconds, args.updates, load,
+                                       speed))
 
 
 def medians(runs: list[dict]) -> dict:
@@ -356,7 +372,7 @@ def medians(runs: list[dict]) -> dict:
 
 
 def section(here: dict, sse: dict, big: dict, pages: list[dict], seconds: float,
-            updates: int, load: float) -> str:
+            updates: int, load: float, speed: list[float]) -> str:
     """Return the Markdown of the "Live scan" section."""
     growth = sse["rss_end"] - sse["rss_1"]
     rows = [
@@ -397,7 +413,9 @@ over every `result` and `update`. In the browser: `panel serve app.py` and Chrom
 page's wall clock at the animation frame after a patch minus the `feed_time` of each row
 whose `feed_time` the patch changed. One run of each, {BROWSER_REPEATS} of each browser
 case (interleaved); load average {load:.1f} on {os.cpu_count()} cores when it started
-(other processes shared them).
+(other processes shared them). The machine's speed, as the raw TA-Lib floor of 1,000
+synthetic symbols (median of 5), was {speed[0]:.0f} ms before the runs and {speed[1]:.0f} ms
+after them: CPU shares of runs at different times compare only beside it.
 
 | measure | result | target |
 |---|---|---|
