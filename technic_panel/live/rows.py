@@ -230,7 +230,7 @@ class LiveRows:
             return []
         taken = [first]
         if first is not _END and self._queue.qsize() < MAX_TAKE - 1:
-            gathering = min(GATHER, first.feed_time / 1000 + GATHER - time.time())
+            gathering = GATHER - max(wall_ms() - first.feed_time, 0) / 1000  # less its wait
             if gathering > 0:
                 self._stopped.wait(gathering)
         while len(taken) < MAX_TAKE:
