@@ -29,6 +29,7 @@ from technic_panel.data import (
     FileSource,
     StoreError,
     StoreSource,
+    store_layout,
 )
 from technic_panel.data.base import (
     MIN_BARS,
@@ -36,7 +37,7 @@ from technic_panel.data.base import (
     PlannableSource,
     snapshot_from_bars,
 )
-from technic_panel.data.store_layout import read_dir
+from technic_panel.data.store_layout import Generation, read_dir
 from technic_panel.engine.executors import close_shared_workers
 from technic_panel.engine.prioritize import prioritize
 from technic_panel.engine.scanner import Scanner
@@ -398,6 +399,38 @@ def test_bars_stay_valid_after_their_pages_are_given_back(store: BarStore):
     source.generation.release()
     assert_same_bars(held, daily_bars(250, seed=1))
     assert_same_bars(source.bars("S002"), daily_bars(250, seed=2))
+
+
+@pytest.mark.skipif(store_layout._mapped_bytes() is None,
+                    reason="how much a process maps is read from /proc/self/statm (Linux)")
+def test_read_pages_stay_mapped_within_the_budget_and_are_given_back_past_it(store: BarStore,
+                                                                            monkeypatch):
+    store.write(frames(300, n=600))  # 8.6 MB of bars
+    source = store.source()
+    generation = source.generation
+    releases = []
+    release = Generation.release
+    monkeypatch.setattr(Generation, "release",
+                        lambda self: (releases.append(self), release(self))[1])
+    monkeypatch.setattr(store_layout, "CHECK_ROWS", 1_000)
+
+    def read_all() -> None:
+        for symbol in source.symbols():
+            for column in source.bars(symbol):
+                column.view(np.int64).sum()  # touches its pages
+
+    read_all()
+    grown = store_layout._mapped_bytes() - generation._mapped_at_open
+    assert grown > 4 * 2**20, "the bars read should be mapped"
+    assert releases == [] and not generation.over_budget()
+    monkeypatch.setattr(store_layout, "MAPPED_BUDGET", grown // 2)
+    assert generation.over_budget()
+    generation.release()
+    assert store_layout._mapped_bytes() - generation._mapped_at_open < grown // 2
+    monkeypatch.setattr(store_layout, "MAPPED_BUDGET", 0)
+    releases.clear()
+    read_all()
+    assert releases and set(map(id, releases)) == {id(generation)}
 
 
 def test_a_pickled_source_is_its_path_and_generation_only(store: BarStore):
