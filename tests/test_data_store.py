@@ -5,7 +5,9 @@ readers keep reading while one writer appends."""
 from __future__ import annotations
 
 import json
+import os
 import pickle
+import shutil
 import signal
 import subprocess
 import sys
@@ -37,7 +39,7 @@ from technic_panel.data.base import (
     PlannableSource,
     snapshot_from_bars,
 )
-from technic_panel.data.store_layout import Generation, read_dir
+from technic_panel.data.store_layout import SHARDS, read_dir, shard_name, shard_of
 from technic_panel.engine.executors import close_shared_workers
 from technic_panel.engine.prioritize import prioritize
 from technic_panel.engine.scanner import Scanner
@@ -392,45 +394,42 @@ def test_plan_parts_cover_every_symbol_once_best_first_starting_small(tmp_path: 
     assert plan["symbol"].tolist() == expected["symbol"].tolist()
 
 
-def test_bars_stay_valid_after_their_pages_are_given_back(store: BarStore):
+def test_bars_of_a_store_within_the_budget_are_views_of_its_mapping(store: BarStore):
     store.write(frames(3))
-    source = store.source()
-    held = source.bars("S001")
-    source.generation.release()
-    assert_same_bars(held, daily_bars(250, seed=1))
-    assert_same_bars(source.bars("S002"), daily_bars(250, seed=2))
+    generation = store.source().generation
+    assert generation.mapped_reads
+    bars = generation.bars("S001")
+    assert_same_bars(bars, daily_bars(250, seed=1))
+    shard = generation.shard(shard_of("S001", SHARDS))
+    assert all(np.shares_memory(mine, whole) for mine, whole in zip(bars, shard, strict=True))
+    assert not any(column.flags.writeable for column in bars)
 
 
-@pytest.mark.skipif(store_layout._mapped_bytes() is None,
-                    reason="how much a process maps is read from /proc/self/statm (Linux)")
-def test_read_pages_stay_mapped_within_the_budget_and_are_given_back_past_it(store: BarStore,
-                                                                            monkeypatch):
-    store.write(frames(300, n=600))  # 8.6 MB of bars
-    source = store.source()
-    generation = source.generation
-    releases = []
-    release = Generation.release
-    monkeypatch.setattr(Generation, "release",
-                        lambda self: (releases.append(self), release(self))[1])
-    monkeypatch.setattr(store_layout, "CHECK_ROWS", 1_000)
-
-    def read_all() -> None:
-        for symbol in source.symbols():
-            for column in source.bars(symbol):
-                column.view(np.int64).sum()  # touches its pages
-
-    read_all()
-    grown = store_layout._mapped_bytes() - generation._mapped_at_open
-    assert grown > 4 * 2**20, "the bars read should be mapped"
-    assert releases == [] and not generation.over_budget()
-    monkeypatch.setattr(store_layout, "MAPPED_BUDGET", grown // 2)
-    assert generation.over_budget()
-    generation.release()
-    assert store_layout._mapped_bytes() - generation._mapped_at_open < grown // 2
+def test_bars_of_a_store_past_the_budget_are_read_alike_even_once_deleted(store: BarStore,
+                                                                         monkeypatch):
+    expected = frames(40)
+    store.write(expected)
     monkeypatch.setattr(store_layout, "MAPPED_BUDGET", 0)
-    releases.clear()
-    read_all()
-    assert releases and set(map(id, releases)) == {id(generation)}
+    generation = store.source().generation
+    assert not generation.mapped_reads
+    shutil.rmtree(generation.directory)  # as the writer prunes an old generation
+    for symbol, frame in expected.items():
+        bars = generation.bars(symbol)
+        assert_same_bars(bars, frame)
+        shard = generation.shard(shard_of(symbol, SHARDS))
+        assert not any(np.shares_memory(mine, whole) for mine, whole
+                       in zip(bars, shard, strict=True))
+        assert not any(column.flags.writeable for column in bars)
+
+
+def test_a_shard_cut_short_is_named_when_read_past_the_budget(store: BarStore, monkeypatch):
+    store.write(frames(3))
+    monkeypatch.setattr(store_layout, "MAPPED_BUDGET", 0)
+    generation = store.source().generation
+    path = generation.directory / shard_name(shard_of("S001", SHARDS))
+    os.truncate(path, path.stat().st_size // 4)
+    with pytest.raises(StoreError, match=f"{path.name} ends before the bars"):
+        generation.bars("S001")
 
 
 def test_a_pickled_source_is_its_path_and_generation_only(store: BarStore):

@@ -17,7 +17,8 @@ next to it, which readers memory-map and never change::
 A write rewrites only the shards it touches (the others are hard-linked from the previous
 generation), then switches ``CURRENT``; readers that opened an older generation keep
 reading it (Linux keeps a memory map valid after its file is unlinked), and a half-written
-generation is never named by ``CURRENT``. Bars come out as zero-copy, read-only numpy views.
+generation is never named by ``CURRENT``. Bars come out as read-only numpy arrays: zero-copy
+views of the mapping for a generation within :data:`MAPPED_BUDGET`, read copies past it.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import secrets
 import shutil
 import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pyarrow as pa
@@ -42,17 +44,12 @@ SHARDS = 64
 symbols rewrites a few megabytes."""
 CURRENT = "CURRENT"
 MAPPED_BUDGET = 256 * 2**20
-"""Bytes of file pages a process may map, beyond what it had mapped before the generation,
-before :meth:`Generation.release` gives them back. A fault maps a whole page-cache folio (up
-to megabytes on recent kernels), so reading 50 symbols can map 100 MB; but every release
-makes the symbols read next fault their pages in again: releasing every 25,000 bars cost a
-5,000-symbol scan (a 116-MB store) 126 to 175 us a symbol against 86 to 89 without release.
-So a store smaller than the budget is never released, and a larger one stays within it."""
-CHECK_ROWS = 25_000
-"""Bars read from a generation between two looks at how much of it is mapped (~20 us)."""
-_DONTNEED = getattr(mmap, "MADV_DONTNEED", None)
-_STATM = Path("/proc/self/statm")
-_PAGE = mmap.PAGESIZE
+"""Largest generation (bytes of shard files) whose bars are views of its memory map; a larger
+one's are read with ``os.pread`` into arrays of their own. A fault maps a whole page-cache
+folio (up to megabytes on recent kernels), so a mapping read at random grows to the whole
+file, and giving pages back (``MADV_DONTNEED``) made the symbols read next fault them in
+again: 72 us a symbol on the 100,000-symbol store (2.3 GB) against 29 us for six reads,
+while a mapped 5,000-symbol store (116 MB) that stays resident takes 15 us."""
 BAR_SCHEMA = pa.schema([("date", pa.timestamp("ns")),
                         *[(name, pa.float64()) for name in OHLCV_COLUMNS]])
 """Columns of a shard file."""
@@ -77,6 +74,11 @@ def shard_of(symbol: str, shards: int) -> int:
 def shard_name(shard: int) -> str:
     """Return the file name of shard ``shard`` inside a generation."""
     return f"shard-{shard:02d}.arrow"
+
+
+def shard_number(path: Path) -> int:
+    """Return the number of the shard file at ``path`` (``shard-07.arrow``: 7)."""
+    return int(path.stem.split("-")[1])
 
 
 def new_generation_name(number: int) -> str:
@@ -157,10 +159,9 @@ def bar_table(columns: list[np.ndarray]) -> pa.Table:
 class Generation:
     """One published generation, memory-mapped: its symbols table and its bars.
 
-    Immutable, so thread-safe. Every file is mapped at once, so the generation stays
-    readable after a writer deletes it; pages read are given back to the page cache as
-    the reading goes on (:meth:`release`). ``table`` lists the symbols in priority order
-    (best first) with their universe and snapshot columns.
+    Immutable, so thread-safe. Every file is mapped (and, past :data:`MAPPED_BUDGET`, opened)
+    at once, so the generation stays readable after a writer deletes it. ``table`` lists the
+    symbols in priority order (best first) with their universe and snapshot columns.
     """
 
     def __init__(self, directory: Path) -> None:
@@ -178,10 +179,16 @@ class Generation:
         self._rows = lookup.column("row").to_numpy()
         self._where = [self.table.column(c).to_numpy() for c in LOCATION_COLUMNS[1:]]
         self._maps: list[mmap.mmap] = []
-        self._mapped_at_open = _mapped_bytes()
-        self._shards = {int(path.stem.split("-")[1]): self._map(path)
+        self._offsets: dict[int, list[int]] = {}
+        self._files: dict[int, BinaryIO] = {}
+        self._shards = {shard_number(path): self._map(path)
                         for path in directory.glob("shard-*.arrow")}
-        self._rows_read = 0
+        self.mapped_reads = sum(len(mapped) for mapped in self._maps) <= MAPPED_BUDGET
+        """Whether bars are views of the mapped files (else each read is a copy)."""
+        if self.mapped_reads:
+            for file in self._files.values():
+                file.close()
+            self._files.clear()
         if not set(np.unique(self._where[0]).tolist()) <= set(self._shards):
             raise FileNotFoundError(f"{directory} lacks shard files: a writer deleted it")
         names = self.table.column("symbol").take(self._rows)
@@ -208,7 +215,10 @@ class Generation:
         return self._rows
 
     def bars(self, symbol: str) -> Bars | None:
-        """Return ``symbol``'s bars as read-only views into its shard, or None if absent."""
+        """Return ``symbol``'s bars as read-only arrays, or None if the store lacks it.
+
+        Views into its shard's mapping when :attr:`mapped_reads`, else read copies.
+        """
         row = self.row(symbol)
         if row is None:
             return None
@@ -218,51 +228,35 @@ class Generation:
         """Return the bars of the symbol at ``row`` of :attr:`table`."""
         shard, start, length = (int(column[row]) for column in self._where)
         columns = self.shard(shard)
-        self._rows_read += length
-        if self._rows_read > CHECK_ROWS:
-            self._rows_read = 0
-            if self.over_budget():
-                self.release()
-        return Bars(*(column[start:start + length] for column in columns))
+        if self.mapped_reads:
+            return Bars(*(column[start:start + length] for column in columns))
+        fd = self._files[shard].fileno()
+        read = []
+        for offset, column in zip(self._offsets[shard], columns, strict=True):
+            size = column.itemsize * length
+            data = os.pread(fd, size, offset + column.itemsize * start)
+            if len(data) != size:
+                raise StoreError(f"{self.directory / shard_name(shard)} ends before the bars "
+                                 "its symbols table names: the store is damaged (rebuild it)")
+            read.append(np.frombuffer(data, dtype=column.dtype))
+        return Bars(*read)
 
     def shard(self, shard: int) -> list[np.ndarray]:
         """Return shard ``shard``'s six columns as numpy views of the mapped file."""
         return self._shards[shard]
 
-    def over_budget(self) -> bool:
-        """Whether this process maps more than :data:`MAPPED_BUDGET` of files than it did.
-
-        Counted from just before the generation was mapped; True where that is unknown.
-        """
-        now, then = _mapped_bytes(), self._mapped_at_open
-        return now is None or then is None or now - then > MAPPED_BUDGET
-
-    def release(self) -> None:
-        """Unmap the pages read so far from this process (they stay in the page cache).
-
-        Bars already returned stay valid: touching them again maps their pages back.
-        Called when the process maps more than :data:`MAPPED_BUDGET` of files (looked at
-        every :data:`CHECK_ROWS` bars), so a scan's resident memory stays bounded however
-        large the store.
-        """
-        if _DONTNEED is not None:
-            for mapped in self._maps:
-                mapped.madvise(_DONTNEED)
-
     def _map(self, path: Path) -> list[np.ndarray]:
-        with open(path, "rb") as handle:
-            mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        """Map a shard file, kept open too (for reads past the budget); return its columns."""
+        shard = shard_number(path)
+        self._files[shard] = handle = open(path, "rb", buffering=0)  # noqa: SIM115
+        mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
         self._maps.append(mapped)
-        table = ipc.open_file(pa.BufferReader(pa.py_buffer(mapped))).read_all()
-        return [_numpy(table.column(name)) for name in BAR_SCHEMA.names]
-
-
-def _mapped_bytes() -> int | None:
-    """Return the bytes of file-backed pages this process has resident (Linux), else None."""
-    try:
-        return int(_STATM.read_text().split()[2]) * _PAGE
-    except (OSError, IndexError, ValueError):
-        return None
+        buffer = pa.py_buffer(mapped)
+        table = ipc.open_file(pa.BufferReader(buffer)).read_all()
+        columns = [_numpy(table.column(name)) for name in BAR_SCHEMA.names]
+        self._offsets[shard] = [
+            column.ctypes.data - buffer.address for column in columns]
+        return columns
 
 
 def _numpy(column: pa.ChunkedArray) -> np.ndarray:
