@@ -531,6 +531,30 @@ def test_no_trade_plan_without_a_positive_close_and_atr(scorer: Scorer, close, a
                     "target": None, "reward_risk": None}
 
 
+def test_scores_are_rounded_half_to_even_as_numpy_rounds(rows, scorer: Scorer):
+    for row in rows.values():
+        score, parts = scorer.score(row), components(row)
+        assert [score[f"score_{name}"] for name in COMPONENTS] == [
+            float(np.round(parts[name], 4)) for name in COMPONENTS]
+        assert score["alpha_score"] == float(np.round(alpha_score(row), 4))
+
+
+def test_a_tie_of_the_scaled_value_rounds_to_even(scorer: Scorer):
+    row = {"close": 50.0, "atr_14": 100.0, "bb_lower": 40.0, "sma_50": 45.0, "sma_200": 48.0,
+           "high_52w": 60.0, "low_52w": 30.0}
+    plan = scorer.trade_plan(row, long=False)
+    assert (plan["stop"], plan["target"]) == (250.0, 5.0)  # reward 45 (capped), risk 200
+    assert plan["reward_risk"] == 0.22  # 22.5 hundredths to even; round(0.225, 2) is 0.23
+
+
+def test_a_reward_risk_past_every_rounding_is_kept_as_it_is(scorer: Scorer):
+    row = {"close": 1e-300, "atr_14": 1.0, "bb_upper": 2.0, "sma_50": 1.5, "sma_200": 1.2,
+           "high_52w": 2.0, "low_52w": 1.0}
+    plan = scorer.trade_plan(row, long=True)
+    assert plan["target"] == 4.0  # the projection 2 * (2 / 1) ** 1, past 3 ATRs
+    assert plan["reward_risk"] == 4.0 / (0.9 * 1e-300)  # the stop at a tenth of the entry
+
+
 def test_a_trade_plan_that_would_overflow_is_no_plan(rows, scorer: Scorer):
     row = {**next(iter(rows.values())), "close": 1e308, "atr_14": 1e308}
     plan = scorer.trade_plan(row, long=False)

@@ -54,16 +54,16 @@ and the 52-week low below the close, then ``low_52w (low_52w/high_52w)^f``. So
 the structure. Neither the long stop nor the short target goes below a tenth of the
 entry. Without a positive close and ATR (or should a price overflow or vanish in
 floating point) there is no plan: entry, stop, target and reward_risk are None.
-Ratings are rounded to 2 places, alpha_score and the components to 4, reward_risk to 2;
+Ratings are rounded to 2 places, alpha_score and the components to 4, reward_risk to 2
+(half to even on the value times 100 or 10,000, as numpy rounds);
 prices are not rounded (a 4-place rounding would turn a sub-cent price into 0).
 """
 
 from __future__ import annotations
 
 import itertools
-import math
-import operator
 from collections.abc import Mapping
+from math import copysign, isfinite, log, sqrt, tanh
 from typing import Any
 
 import param
@@ -84,8 +84,10 @@ ALPHA_SCALE = 1.5
 PROJECTIONS = (0.125, 0.25, 0.5, 1.0)
 """Fractions of the 52-week range (in log terms) projected past the extreme as targets."""
 
-_SCORE_KEYS = tuple(f"score_{name}" for name in SCORE_COMPONENTS)
-_NO_PLAN = dict.fromkeys(("entry", "stop", "target", "reward_risk"))
+_PLAN_KEYS = ("side", "entry", "stop", "target", "reward_risk")
+_SQRT_63, _SQRT_121 = sqrt(63.0), sqrt(121.0)
+_INTEGRAL = 2.0 ** 52
+"""From here on every float is a whole number: nothing is left to round."""
 
 
 class StrategyError(ValueError):
@@ -98,7 +100,7 @@ class StrategyError(ValueError):
 
 def squash(x: float) -> float:
     """Map any real number to (0, 1), 0 to 0.5, antisymmetric about it."""
-    return 0.5 + 0.5 * math.tanh(x)
+    return 0.5 + 0.5 * tanh(x)
 
 
 def _ratio(a: float, b: float) -> float:
@@ -107,40 +109,60 @@ def _ratio(a: float, b: float) -> float:
 
 
 def _log_ratio(a: float, b: float, scale: float) -> float:
-    ratio = _ratio(a, b)
-    return squash(math.log(ratio) / scale) if ratio > 0.0 else 0.5
+    """Return ``squash(log(a / b) / scale)``; 0.5 (neutral) unless the ratio is positive."""
+    if b != 0.0:
+        ratio = a / b
+        if ratio > 0.0:
+            return 0.5 + 0.5 * tanh(log(ratio) / scale)
+    return 0.5
+
+
+def _rounded(x: float, scale: float) -> float:
+    """Return ``x`` rounded to ``1 / scale``, half to even on ``x * scale``, as numpy does.
+
+    ``round(x, 2)`` rounds the exact binary value through a decimal conversion, at three
+    times the cost; the two differ only where ``x * scale`` is a tie (0.225: numpy's and
+    this 0.22, ``round`` 0.23). Past 2**52 (or a NaN) ``x`` is returned as is.
+    """
+    scaled = x * scale
+    return round(scaled) / scale if -_INTEGRAL < scaled < _INTEGRAL else x
 
 
 def _clip01(x: float) -> float:
-    return min(max(x, 0.0), 1.0)
+    return 0.0 if x < 0.0 else 1.0 if x > 1.0 else x
+
+
+def _parts(ind: Mapping[str, float]) -> tuple[float, float, float, float, float]:
+    """Return the component scores in the order of :data:`SCORE_COMPONENTS`.
+
+    A live scan scores every symbol on every bar, so this is the formulas of the module
+    docs as flat arithmetic on locals: the same operations in the same order.
+    """
+    close, atr, sma_50, sma_200 = ind["close"], ind["atr_14"], ind["sma_50"], ind["sma_200"]
+    trend = (_log_ratio(close, sma_50, 0.10) + _log_ratio(close, sma_200, 0.20)
+             + _log_ratio(sma_50, sma_200, 0.10) + _log_ratio(ind["ema_20"], sma_50, 0.06)) / 4
+    conviction = 0.5 + 0.5 * _clip01(ind["adx_14"] / 40.0)
+    momentum = (squash((ind["rsi_14"] - 50.0) / 25.0)
+                + squash((ind["macd_hist"] / atr if atr != 0.0 else 0.0) / 0.6)
+                + squash(ind["roc_21"] / 20.0)) / 3
+    direction = copysign(1.0, ind["change_pct"])
+    volume = (squash(ind["obv_slope"] / 0.6) + squash(direction * (ind["rel_volume"] - 1))) / 2
+    risk = ind["atr_pct"] * _SQRT_63
+    return (0.5 + (trend - 0.5) * conviction, momentum, volume,
+            squash(ind["roc_63"] / risk if risk != 0.0 else 0.0),
+            (_clip01(ind["range_pos_52w"]) + _clip01(ind["bb_pct_b"])) / 2)
 
 
 def components(ind: Mapping[str, float]) -> dict[str, float]:
     """Return the five component scores in [0, 1] of one symbol's latest indicators."""
-    close, atr = ind["close"], ind["atr_14"]
-    trend = (_log_ratio(close, ind["sma_50"], 0.10) + _log_ratio(close, ind["sma_200"], 0.20)
-             + _log_ratio(ind["sma_50"], ind["sma_200"], 0.10)
-             + _log_ratio(ind["ema_20"], ind["sma_50"], 0.06)) / 4
-    conviction = 0.5 + 0.5 * _clip01(ind["adx_14"] / 40.0)
-    momentum = (squash((ind["rsi_14"] - 50.0) / 25.0)
-                + squash(_ratio(ind["macd_hist"], atr) / 0.6)
-                + squash(ind["roc_21"] / 20.0)) / 3
-    direction = math.copysign(1.0, ind["change_pct"])
-    volume = (squash(ind["obv_slope"] / 0.6) + squash(direction * (ind["rel_volume"] - 1))) / 2
-    return {
-        "trend": 0.5 + (trend - 0.5) * conviction,
-        "momentum": momentum,
-        "volume": volume,
-        "volatility": squash(_ratio(ind["roc_63"], ind["atr_pct"] * math.sqrt(63.0))),
-        "breakout": (_clip01(ind["range_pos_52w"]) + _clip01(ind["bb_pct_b"])) / 2,
-    }
+    return dict(zip(SCORE_COMPONENTS, _parts(ind), strict=True))
 
 
 def alpha_score(ind: Mapping[str, float]) -> float:
     """Return risk-adjusted 6-month momentum, the last week left out, squashed to [0, 1]."""
     growth = _ratio(100.0 + ind["roc_126"], 100.0 + ind["roc_5"])
-    momentum = math.log(growth) if growth > 0.0 else 0.0
-    return squash(_ratio(momentum, ALPHA_SCALE * ind["atr_pct"] / 100.0 * math.sqrt(121.0)))
+    momentum = log(growth) if growth > 0.0 else 0.0
+    return squash(_ratio(momentum, ALPHA_SCALE * ind["atr_pct"] / 100.0 * _SQRT_121))
 
 
 def _number(default: float, bounds: tuple[float, float], soft: tuple[float, float], step: float,
@@ -313,19 +335,23 @@ class Scorer:
         A live scan scores every symbol on every bar, so this reads each setting once and
         builds one dict; the arithmetic is that of the module docs, term by term.
         """
-        parts = components(ind).values()
-        raw = sum(map(operator.mul, self._weights, parts)) / self._weight_total
+        parts = _parts(ind)
+        weights = self._weights
+        raw = (weights[0] * parts[0] + weights[1] * parts[1] + weights[2] * parts[2]
+               + weights[3] * parts[3] + weights[4] * parts[4]) / self._weight_total
         damping = 1.0 + EXTENSION_DAMPING * self.extension(ind, bullish=raw >= 0.5)
         rating = 100.0 * (0.5 + (raw - 0.5) / damping)
         hot, cold = self.overextended(ind)
-        row: dict[str, float | str | None] = {
-            "tech_rating": round(rating, 2), "alpha_score": round(alpha_score(ind), 4),
-            "signal": self.signal_for(rating, hot=hot, cold=cold),
-            **self.trade_plan(ind, long=self.is_long(rating)),
+        side, entry, stop, target, reward_risk = self._plan(ind, self.is_long(rating))
+        return {
+            "tech_rating": _rounded(rating, 1e2), "alpha_score": _rounded(alpha_score(ind), 1e4),
+            "signal": self.signal_for(rating, hot=hot, cold=cold), "side": side,
+            "entry": entry, "stop": stop, "target": target, "reward_risk": reward_risk,
+            "score_trend": _rounded(parts[0], 1e4), "score_momentum": _rounded(parts[1], 1e4),
+            "score_volume": _rounded(parts[2], 1e4),
+            "score_volatility": _rounded(parts[3], 1e4),
+            "score_breakout": _rounded(parts[4], 1e4),
         }
-        for key, value in zip(_SCORE_KEYS, parts, strict=True):
-            row[key] = round(value, 4)
-        return row
 
     def trade_plan(self, ind: Mapping[str, float], *, long: bool) -> dict[str, float | str | None]:
         """Entry at the close, an ATR stop, the first structure level past ``target_atr`` ATRs.
@@ -335,13 +361,16 @@ class Scorer:
         value overflow or vanish, there is no plan: entry, stop, target and reward_risk are
         None.
         """
+        return dict(zip(_PLAN_KEYS, self._plan(ind, long), strict=True))
+
+    def _plan(self, ind: Mapping[str, float], long: bool) -> tuple:
+        """Return :meth:`trade_plan`'s values in the order of :data:`_PLAN_KEYS`."""
         entry, atr = ind["close"], ind["atr_14"]
         side = "long" if long else "short"
         if not (entry > 0.0 and atr > 0.0):
-            return {"side": side, **_NO_PLAN}
+            return side, None, None, None, None
         least = self.target_atr * atr
-        beyond = [distance for distance in level_distances(ind, long=long) if distance >= least]
-        reach = min(min(beyond, default=least), self.max_target_atr * atr)
+        reach = min(_first_level(ind, least, long=long), self.max_target_atr * atr)
         risk = self.stop_atr * atr
         if long:
             risk = min(risk, 0.9 * entry)
@@ -350,18 +379,17 @@ class Scorer:
             reach = min(reach, 0.9 * entry)
             stop, target = entry + risk, entry - reach
         reward_risk = _ratio(reach, risk)
-        if not (math.isfinite(stop) and math.isfinite(target) and math.isfinite(reward_risk)
+        if not (isfinite(stop) and isfinite(target) and isfinite(reward_risk)
                 and stop > 0.0 and target > 0.0 and risk > 0.0):
-            return {"side": side, **_NO_PLAN}
-        return {"side": side, "entry": entry, "stop": stop, "target": target,
-                "reward_risk": round(reward_risk, 2)}
+            return side, None, None, None, None
+        return side, entry, stop, target, _rounded(reward_risk, 1e2)
 
 
-def level_distances(ind: Mapping[str, float], *, long: bool) -> list[float]:
-    """Return how far each structure level lies from the close in the trade's direction.
+def _first_level(ind: Mapping[str, float], least: float, *, long: bool) -> float:
+    """Return how far the nearest structure level at least ``least`` away lies (else ``least``).
 
-    Long: the upper Bollinger band, sma_50, sma_200, the 52-week high and its
-    :data:`PROJECTIONS`; short: the mirror. Levels behind the close come out negative.
+    Distances run from the close in the trade's direction. Long: the upper Bollinger band,
+    sma_50, sma_200, the 52-week high and its :data:`PROJECTIONS`; short: the mirror.
     """
     entry, high, low = ind["close"], ind["high_52w"], ind["low_52w"]
     if long:
@@ -372,5 +400,9 @@ def level_distances(ind: Mapping[str, float], *, long: bool) -> list[float]:
         extreme, span = low, _ratio(low, high)
     if span > 0.0:
         levels += [extreme * span ** fraction for fraction in PROJECTIONS]
-    sign = 1.0 if long else -1.0
-    return [sign * (level - entry) for level in levels]
+    nearest = None
+    for level in levels:
+        distance = level - entry if long else entry - level
+        if distance >= least and (nearest is None or distance < nearest):
+            nearest = distance
+    return least if nearest is None else nearest
