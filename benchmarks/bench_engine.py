@@ -50,7 +50,7 @@ def talib_floor(bars: list[Bars]) -> float:
         talib.SMA(v, 20), talib.MAX(h, 252), talib.MIN(low, 252), talib.RSI(c, 14)
         talib.SMA(c, 50), talib.SMA(c, 200), talib.EMA(c, 20), talib.ADX(h, low, c, 14)
         talib.LINEARREG_SLOPE(talib.OBV(c, v), 20), talib.ROC(c, 5), talib.ROC(c, 21)
-        talib.ROC(c, 63), talib.MAX(h, 20), talib.SMA(c * v, 20)
+        talib.ROC(c, 63), talib.ROC(c, 126), talib.MAX(h, 20), talib.SMA(c * v, 20)
     return time.perf_counter() - start
 
 

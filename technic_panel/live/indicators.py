@@ -4,8 +4,9 @@
 TA-Lib call of :mod:`technic_panel.engine.indicators`; a closed bar advances each handle
 (``update``, O(1)) and a forming bar is evaluated without committing (``peek``), so it may
 be revised as often as it changes. The columns derived from those values (percentages,
-ratios, the previous bar's close and mean volume) are computed as the batch computation
-does, so :meth:`IndicatorState.update` and :meth:`IndicatorState.peek` give what
+ratios, the previous bar's close and mean volume) are the batch computation's own
+(:func:`~technic_panel.engine.indicators.latest_columns`), so
+:meth:`IndicatorState.update` and :meth:`IndicatorState.peek` give what
 :func:`~technic_panel.engine.indicators.latest_indicators` gives on the history plus the
 bar (tested to 1e-9: TA-Lib's handles are bit-identical to its functions).
 
@@ -28,7 +29,13 @@ import numpy as np
 from talib import stream
 
 from technic_panel.data.base import Bars, DataError
-from technic_panel.engine.indicators import MIN_BARS, YEAR, InsufficientBars, latest_indicators
+from technic_panel.engine.indicators import (
+    MIN_BARS,
+    YEAR,
+    InsufficientBars,
+    latest_columns,
+    latest_indicators,
+)
 from technic_panel.live.feeds import Bar, bar_timestamp
 from technic_panel.vocabulary import INDICATOR_COLUMNS
 
@@ -195,7 +202,7 @@ class IndicatorState:
         handled = self._handles.values(bar, how)
         if self._extremes is not None:
             handled["year"] = getattr(self._extremes, how)(bar.high, bar.low)
-        row = _derive(handled, bar, self._close)
+        row = latest_columns(handled, float(bar.close), float(bar.volume), self._close)
         if self._window is not None and traded:
             window_row = self._window.row(self.symbol, bar, how)
             row.update((name, window_row[name]) for name in _WITHOUT_HANDLE)
@@ -222,63 +229,20 @@ class IndicatorState:
                             "indicators need traded days (a halted or delisted symbol?)")
         if not _IN_ORDER:
             row = {name: row[name] for name in INDICATOR_COLUMNS}
-        if not math.isfinite(sum(row.values())):
-            bad = [name for name, value in row.items() if not math.isfinite(value)]
-            raise DataError(f"{self.symbol}: {', '.join(bad) or 'a sum of them'} not finite "
+        bad = ([] if math.isfinite(sum(row.values()))  # a NaN or infinity makes the sum one
+               else [name for name, value in row.items() if not math.isfinite(value)])
+        if bad:
+            raise DataError(f"{self.symbol}: {', '.join(bad)} not finite "
                             f"at the bar of {bar_timestamp(bar.time)} (missing prices, a flat "
                             "series or zero volume?)")
         return row
 
 
-def _derive(values: dict[str, Any], bar: Bar, previous_close: float) -> dict[str, float]:
-    """Return the columns of ``latest_indicators`` from the handles' values at ``bar``.
-
-    Plain floats, whose arithmetic is numpy's; should a denominator be 0, numpy scalars
-    again, as in the batch computation: inf or NaN (which the caller refuses), no exception.
-    """
-    try:
-        return _columns(values, float(bar.close), float(bar.volume), previous_close)
-    except ZeroDivisionError:
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            scalars = {name: np.float64(value) if isinstance(value, float) else
-                       tuple(map(np.float64, value)) for name, value in values.items()}
-            row = _columns(scalars, np.float64(bar.close), np.float64(bar.volume),
-                           np.float64(previous_close))
-        return {name: float(value) for name, value in row.items()}
-
-
-def _columns(values: dict[str, Any], close: Any, volume: Any, previous_close: Any) -> dict:
-    macd, macd_signal, macd_hist = values["macd"]
-    up, middle, down = values["bbands"]
-    atr = values["atr"]
-    high_52w, low_52w = values["year"]
-    return {
-        "close": close, "change_pct": 100.0 * (close / previous_close - 1.0),
-        "volume": volume, "rsi_14": values["rsi"],
-        "macd": macd, "macd_signal": macd_signal, "macd_hist": macd_hist,
-        "sma_20": middle, "sma_50": values["sma_50"], "sma_200": values["sma_200"],
-        "ema_20": values["ema_20"], "atr_14": atr, "atr_pct": 100.0 * atr / close,
-        "adx_14": values["adx"], "bb_upper": up, "bb_middle": middle, "bb_lower": down,
-        "bb_pct_b": (close - down) / (up - down),
-        "obv_slope": values["obv_slope"] / values["mean_volume"],
-        "roc_5": values["roc_5"], "roc_21": values["roc_21"], "roc_63": values["roc_63"],
-        "roc_126": values["roc_126"],
-        "dist_high_20": 100.0 * (close / values["high_20"] - 1.0),
-        "dist_high_52w": 100.0 * (close / high_52w - 1.0),
-        "range_pos_52w": (close - low_52w) / (high_52w - low_52w),
-        "high_52w": high_52w, "low_52w": low_52w,
-        "stretch_atr": (close - middle) / atr,
-        "rel_volume": volume / values["prev_mean_volume"],
-        "avg_dollar_volume_20": values["dollar_volume"],
-    }
-
-
 def _handled_columns() -> tuple[str, ...]:
-    """Return the columns :func:`_derive` gives, found by deriving a row of (mostly) ones."""
+    """Return the columns :func:`latest_columns` gives, found from a row of (mostly) ones."""
     ones: dict[str, Any] = collections.defaultdict(lambda: 1.0, macd=(1.0,) * 3,
                                                    bbands=(3.0, 2.0, 1.0), year=(2.0, 1.0))
-    probe = Bar("probe", 0, 1.0, 1.0, 1.0, 1.0, 1.0, True, 0)
-    return tuple(_derive(ones, probe, 1.0))
+    return tuple(latest_columns(ones, 1.0, 1.0, 1.0))
 
 
 _HANDLED = _handled_columns()
