@@ -20,7 +20,7 @@ from technic_panel.policy import ServerPolicy
 from technic_panel.ui.controller import ScanController
 from technic_panel.ui.dashboard import Dashboard
 
-pn.extension(notifications=True)
+pn.extension()
 
 policy = ServerPolicy.from_env()
 owner = DASHBOARD_OWNER if policy.tokens else None

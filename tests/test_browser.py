@@ -246,7 +246,7 @@ def test_a_selected_row_is_readable(open_page, theme):
 def test_at_1000_pixels_nothing_is_off_screen_and_toasts_leave_the_table_free(open_page):
     page = open_page("symbols=600&error_rate=0.05", viewport=(1000, 800))
     click_start(page)
-    page.locator(".notyf__toast").first.wait_for(timeout=15_000)
+    page.locator(".notice").first.wait_for(timeout=15_000)
     wait_finished(page)
     filters = page.locator(".table-filters")
     download = page.get_by_role("button", name="Download CSV")
@@ -257,7 +257,7 @@ def test_at_1000_pixels_nothing_is_off_screen_and_toasts_leave_the_table_free(op
     assert page.evaluate("document.documentElement.scrollWidth") <= 1000
     grid = page.evaluate(f"""() => {{ const r = {TABLE_JS}.el.getBoundingClientRect();
         return {{x: r.x, y: r.y, width: r.width, height: r.height}}; }}""")
-    toasts = [toast.bounding_box() for toast in page.locator(".notyf__toast").all()]
+    toasts = [toast.bounding_box() for toast in page.locator(".notice").all()]
     assert toasts and not [box for box in toasts if box and overlaps(box, grid)]
 
 
@@ -267,7 +267,7 @@ def test_failed_symbols_are_counted_listed_and_toasted_once(open_page):
     wait_finished(page)
     errors = count(page, "errors")
     assert errors > 0 and count(page, "rows") + errors == count(page, "processed") == 300
-    toasts = page.locator(".notyf__toast", has_text="failed so far")
+    toasts = page.locator(".notice", has_text="failed so far")
     assert toasts.count() == 1
     tab_header(page, "Errors").click()
     listed = page.evaluate(f"""() => {{ const view = {table_view_js('errors-table')};
@@ -353,7 +353,7 @@ def test_the_url_keeps_step_with_the_controls(open_page):
 
 def test_a_bad_url_setting_is_shown_and_the_url_corrected(open_page):
     page = open_page("symbols=700&error_rate=7&max_signals=-3")
-    toast = page.locator(".notyf__toast", has_text="Ignored in the URL")
+    toast = page.locator(".notice", has_text="Ignored in the URL")
     toast.first.wait_for(timeout=10_000)
     assert "error_rate" in toast.first.inner_text() and "max_signals" in toast.first.inner_text()
     page.wait_for_function("() => !window.location.search.includes('error_rate=7')",

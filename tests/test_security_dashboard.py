@@ -354,7 +354,7 @@ def assert_shown_as_text(page, text: str) -> None:
     """The toast holding ``text`` is visible as text; no injected element, no dialog."""
     from playwright.sync_api import expect
 
-    toast = page.locator(".notyf__toast", has_text=text)
+    toast = page.locator(".notice", has_text=text)
     expect(toast.first).to_be_visible(timeout=10_000)
     page.wait_for_timeout(500)  # time for an injected onerror to fire, were there one
     assert page.locator('img[src="x"]').count() == 0

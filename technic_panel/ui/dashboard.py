@@ -55,7 +55,7 @@ from technic_panel.ui.controller import ScanController
 from technic_panel.ui.design import FONT, OfflineFast
 from technic_panel.ui.markup import HTMLBox
 from technic_panel.ui.notebook import NotebookLayout
-from technic_panel.ui.notices import POSITION, Notices, ScanToasts, served
+from technic_panel.ui.notices import Notices, ScanToasts, served
 from technic_panel.ui.pacing import Paced
 from technic_panel.ui.sidebar import Settings, scan_label
 from technic_panel.vocabulary import ACTIVE_STATUSES, SIGNALS
@@ -101,7 +101,7 @@ class Dashboard(pn.viewable.Viewer):
         self._dots = ColumnDataSource(charts.scatter_data(controller.cds.data))
         self._chart = SymbolChart()
         self._symbol: str | None = None
-        self.notices = Notices(controller.document_lock)
+        self.notices = Notices(controller.document_lock, floating=served())
         self._toasts = ScanToasts(self.notices)
         self._alerts = AlertsPanel()
         self._panes = Paced(self._refresh_panes, LIVE_PANES_PERIOD)
@@ -219,8 +219,6 @@ class Dashboard(pn.viewable.Viewer):
         options = {"title": "technic-panel", "accent": ACCENT, "theme_toggle": True,
                    "main_layout": None, "design": OfflineFast, "font": FONT, "font_url": "",
                    "sidebar_width": SIDEBAR_WIDTH, **options}
-        if pn.state.notifications is not None:
-            pn.state.notifications.position = POSITION
         page = pn.template.FastListTemplate(sidebar=self.sidebar(), main=self.main(), **options)
         self._serve_extras()
         return page

@@ -1,12 +1,14 @@
-"""Toasts of the dashboard: Panel's notifications when served, a strip in the cell in notebooks.
+"""Toasts of the dashboard: a strip of its own layout, floating top right when served.
 
-Served, a notice is a Panel notification (Notyf, shipped with Panel and served locally),
-shown top right over the header, away from the table. In a notebook Panel's notifications
-cannot be relied on: with ``pn.extension(inline=True)``, the one way to render offline, Panel
-inlines Notyf's script inside a function, so ``Notyf`` is undefined and every toast throws
-(holoviz/panel#5662; seen with Panel 1.9.4 in tests/test_jupyterlab.py). So in a notebook the
-notices are a strip of the dashboard's own layout, above the table, each kept for its
-duration; nothing then depends on how Panel's JavaScript was loaded.
+A notice is a line of the dashboard's notice strip, kept for its duration. Served, the strip
+floats over the header, top right, away from the table (:data:`FLOATING_CSS`); in a notebook it
+sits above the table. Not Panel's notifications: served, each one changes Panel's
+notification area, and Bokeh then walks every model of the page (about 540, 35 ms) on the
+loop that also drains the live table, 2.7 s a minute at 5,000 live symbols (py-spy,
+benchmarks/bench_live.py's browser case); the strip is one ``Div`` whose text changes. In a
+notebook, Panel's notifications cannot be relied on anyway: with ``pn.extension(inline=True)``,
+the one way to render offline, Panel inlines Notyf's script inside a function, so ``Notyf``
+is undefined and every toast throws (holoviz/panel#5662; Panel 1.9.4).
 
 Every message is plain text, escaped here, where it becomes HTML.
 """
@@ -23,9 +25,6 @@ import panel as pn
 from technic_panel.ui.alerts_panel import RULES
 from technic_panel.ui.markup import HTMLBox
 
-POSITION = "top-right"
-"""Where served toasts appear: over the header, not over the table (set before rendering)."""
-
 KINDS = ("success", "info", "warning", "error")
 """The kinds of notice, as Panel's notifications name them."""
 
@@ -39,10 +38,16 @@ EXPIRE_MS = 500
 """How often a notebook strip drops the notices whose time is up."""
 
 _STRIP_CSS = """
-.notice { padding: 4px 10px; margin: 2px 0; border-radius: 4px; color: #fff; }
+.notice { padding: 4px 10px; margin: 2px 0; border-radius: 4px; color: #fff;
+          box-shadow: 0 1px 4px rgba(0, 0, 0, 0.3); }
 .notice.success { background: #1a9850; } .notice.info { background: #1e88e5; }
 .notice.warning { background: #b26a00; } .notice.error { background: #c62828; }
 """
+
+FLOATING_CSS = """
+.notices { position: fixed; top: 6px; right: 16px; width: min(420px, 60vw); z-index: 1000; }
+"""
+"""The served strip: over the header, top right, never over the table."""
 
 
 class Batches:
@@ -76,7 +81,7 @@ def served() -> bool:
 
 
 class Notices:
-    """Show short notices; served as Panel toasts, elsewhere in :attr:`strip`.
+    """Show short notices in :attr:`strip`, newest last, at most three at a time.
 
     Not thread-safe by itself: pass the ``lock`` every writer of the document holds (the
     controller's ``document_lock``), which the strip's expiry callback takes too.
@@ -85,13 +90,16 @@ class Notices:
     ----------
     lock
         Held while the strip changes from the expiry callback.
+    floating
+        Float the notices over the page, top right (served), rather than in the layout.
     """
 
-    def __init__(self, lock: threading.RLock | None = None) -> None:
-        self.strip = HTMLBox(_STRIP_CSS, margin=(0, 5))
-        """The notebook's notices, newest last (empty while there are none)."""
+    def __init__(self, lock: threading.RLock | None = None, *, floating: bool = False) -> None:
+        self.strip = (HTMLBox(_STRIP_CSS + FLOATING_CSS, margin=0, height=0) if floating
+                      else HTMLBox(_STRIP_CSS, margin=(0, 5)))
+        """The notices shown, newest last (empty while there are none)."""
         self.shown: list[tuple[str, str, float]] = []
-        """(kind, escaped message, expiry on the monotonic clock) of the strip's notices."""
+        """(kind, escaped message, expiry on the monotonic clock) of the notices shown."""
         self._lock = lock or threading.RLock()
         self._expiry: Any = None
 
@@ -104,11 +112,6 @@ class Notices:
             raise ValueError(f"Notices.notify kind must be one of {', '.join(KINDS)}, "
                              f"not {kind!r}")
         text = html.escape(message)
-        notifications = pn.state.notifications
-        if served():
-            if notifications is not None:
-                getattr(notifications, kind)(text, duration=duration)
-            return
         with self._lock:
             self.shown = [*self.shown[-2:], (kind, text, time.monotonic() + duration / 1000)]
             self._render()
@@ -128,8 +131,9 @@ class Notices:
                 self._expiry = None
 
     def _render(self) -> None:
-        self.strip.text = "".join(f'<div class="notice {kind}" role="status">{text}</div>'
-                                  for kind, text, _ in self.shown)
+        notices = "".join(f'<div class="notice {kind}" role="status">{text}</div>'
+                          for kind, text, _ in self.shown)
+        self.strip.text = f'<div class="notices">{notices}</div>' if notices else ""
 
 
 class ScanToasts:
