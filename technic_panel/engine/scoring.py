@@ -110,11 +110,8 @@ def _ratio(a: float, b: float) -> float:
 
 def _log_ratio(a: float, b: float, scale: float) -> float:
     """Return ``squash(log(a / b) / scale)``; 0.5 (neutral) unless the ratio is positive."""
-    if b != 0.0:
-        ratio = a / b
-        if ratio > 0.0:
-            return 0.5 + 0.5 * tanh(log(ratio) / scale)
-    return 0.5
+    ratio = _ratio(a, b)
+    return squash(log(ratio) / scale) if ratio > 0.0 else 0.5
 
 
 def _rounded(x: float, scale: float) -> float:
@@ -143,13 +140,12 @@ def _parts(ind: Mapping[str, float]) -> tuple[float, float, float, float, float]
              + _log_ratio(sma_50, sma_200, 0.10) + _log_ratio(ind["ema_20"], sma_50, 0.06)) / 4
     conviction = 0.5 + 0.5 * _clip01(ind["adx_14"] / 40.0)
     momentum = (squash((ind["rsi_14"] - 50.0) / 25.0)
-                + squash((ind["macd_hist"] / atr if atr != 0.0 else 0.0) / 0.6)
+                + squash(_ratio(ind["macd_hist"], atr) / 0.6)
                 + squash(ind["roc_21"] / 20.0)) / 3
     direction = copysign(1.0, ind["change_pct"])
     volume = (squash(ind["obv_slope"] / 0.6) + squash(direction * (ind["rel_volume"] - 1))) / 2
-    risk = ind["atr_pct"] * _SQRT_63
     return (0.5 + (trend - 0.5) * conviction, momentum, volume,
-            squash(ind["roc_63"] / risk if risk != 0.0 else 0.0),
+            squash(_ratio(ind["roc_63"], ind["atr_pct"] * _SQRT_63)),
             (_clip01(ind["range_pos_52w"]) + _clip01(ind["bb_pct_b"])) / 2)
 
 
