@@ -393,6 +393,36 @@ def test_to_json_refuses_nan_and_infinity_at_any_depth(value):
         to_json(replace_at(good(), "data.rsi", value))
 
 
+def _holds_non_finite(value) -> bool:
+    """The rule itself, walked value by value: any float NaN or infinity, at any depth."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_holds_non_finite(item) for item in value.values())
+    if isinstance(value, list | tuple):
+        return any(_holds_non_finite(item) for item in value)
+    return False
+
+
+_JSON_LEAVES = (st.none() | st.booleans() | st.integers(-2**63, 2**63 - 1)  # orjson's range
+                | st.text(max_size=3) | st.floats())
+_JSON_VALUES = st.recursive(
+    _JSON_LEAVES | st.sampled_from([1e308, -1e308, math.inf, -math.inf]),
+    lambda inner: st.lists(inner, max_size=4) | st.tuples(inner, inner)
+    | st.dictionaries(st.text(max_size=3), inner, max_size=4), max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text(max_size=4), _JSON_VALUES, max_size=8))
+def test_to_json_refuses_exactly_the_payloads_holding_nan_or_infinity(data):
+    msg = {**good(), "data": {"held": None, **data}}  # a null: the values are looked at
+    if _holds_non_finite(data):
+        with pytest.raises(MessageError, match="NaN or infinity is not a JSON number"):
+            to_json(msg)
+    else:
+        assert json.loads(to_json(msg))["data"]["held"] is None
+
+
 def test_to_json_refuses_objects_and_writes_none_as_null():
     with pytest.raises(MessageError, match="cannot be written as JSON: .*object"):
         to_json(replace_at(good(), "data.rsi", object()))

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -208,14 +208,31 @@ def to_json(msg: Mapping) -> str:
 
 
 def _non_finite(value: Any) -> bool:
-    """Whether ``value`` holds a float NaN or infinity, at any depth."""
+    """Whether ``value`` holds a float NaN or infinity, at any depth.
+
+    A container's floats are summed at C speed (a NaN or infinity makes the sum so, or
+    raises for infinities of both signs; finite values whose sum overflows are looked at
+    one by one), and only its containers are walked: every message holding a ``null`` (a
+    store's unknown market cap) comes here.
+    """
     if isinstance(value, float):
         return not math.isfinite(value)
+    items: Collection[Any]
     if isinstance(value, Mapping):
-        return any(_non_finite(item) for item in value.values())
-    if isinstance(value, list | tuple):
-        return any(_non_finite(item) for item in value)
-    return False
+        items = value.values()
+    elif isinstance(value, list | tuple):
+        items = value
+    else:
+        return False
+    try:
+        if not math.isfinite(math.fsum(filter(_is_float, items))):
+            return True
+    except ValueError:  # inf + -inf
+        return True
+    except OverflowError:
+        if any(_is_float(item) and not math.isfinite(item) for item in items):
+            return True
+    return any(_non_finite(item) for item in items if type(item) not in _PLAIN_TYPES)
 
 
 def _refuse_constant(name: str) -> None:

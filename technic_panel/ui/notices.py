@@ -35,7 +35,7 @@ ALERT_TOAST_INTERVAL = 3.0
 """Least seconds between two alert toasts; alerts in between join the next one."""
 
 EXPIRE_MS = 500
-"""How often a notebook strip drops the notices whose time is up."""
+"""How often the strip (notebook or served) drops the notices whose time is up."""
 
 _STRIP_CSS = """
 .notice { padding: 4px 10px; margin: 2px 0; border-radius: 4px; color: #fff;
