@@ -29,6 +29,7 @@ from technic_panel.streaming.jsonsafe import (
     to_json,
     utc_timestamp,
 )
+from technic_panel.vocabulary import SafeData
 
 TS = "2024-01-15T10:30:45.123Z"
 RESULT = {
@@ -478,7 +479,7 @@ def test_fast_result_check_agrees_with_the_field_rules(data):
         valid = False
     if _plainly_valid_result(data):
         assert valid
-    assert valid == (validate_data_ok(data))
+    assert valid == validate_data_ok(data) == validate_data_ok(SafeData(data))
 
 
 def validate_data_ok(data) -> bool:
@@ -492,8 +493,6 @@ def validate_data_ok(data) -> bool:
 
 
 def test_safe_data_is_copied_unchecked_and_to_json_still_refuses_nan():
-    from technic_panel.vocabulary import SafeData
-
     trusted = SafeData(symbol="AAPL", value=1.5)
     copied = json_safe(trusted)
     assert copied == trusted and type(copied) is dict and copied is not trusted
@@ -512,13 +511,16 @@ _ROW_VALUES = st.one_of(st.none(), st.floats(allow_nan=True), st.sampled_from(["
 @settings(max_examples=300, deadline=None)
 @given(previous=st.dictionaries(_ROW_KEYS, _ROW_VALUES), edits=st.dictionaries(_ROW_KEYS,
                                                                                _ROW_VALUES),
-       reorder=st.booleans())
-def test_changed_fields_are_those_whose_value_differs_bookkeeping_aside(previous, edits, reorder):
+       reorder=st.booleans(), after_update=st.booleans())
+def test_changed_fields_are_those_whose_value_differs_bookkeeping_aside(previous, edits, reorder,
+                                                                       after_update):
     from technic_panel.streaming.contract import BOOKKEEPING_KEYS, changed_fields
 
     content = {**previous, **edits}  # the same fields in the same order, some edited ...
     if reorder:  # ... or a row of other fields, in another order
         content = dict(reversed(list(edits.items())))
+    if after_update:  # the row before was an update: it ends with what that update said
+        previous = {**previous, "changed": ("close",), "previous_signal": "HOLD"}
     expected = [name for name in content if name not in previous or previous[name] !=
                 content[name]] + [name for name in previous if name not in content]
     assert changed_fields(previous, content) == [name for name in expected

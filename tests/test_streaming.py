@@ -356,6 +356,20 @@ def test_an_update_names_what_changed_and_the_signal_before():
     assert again["changed"] == ("signal", "tech_rating") and again["previous_signal"] == "HOLD"
 
 
+def test_an_update_leaves_the_producers_data_and_the_rows_before_as_they_were():
+    streamer, _ = make_streamer(flush_interval=0)
+    first, second, third = (result("AAPL", rating) for rating in (80.0, 81.0, 82.0))
+    kept = [dict(first), dict(second), dict(third)]
+    for data in (first, second, third):
+        streamer.add_result(data)
+    assert [first, second, third] == kept  # the streamer wrote into copies of its own
+    messages = streamer.messages_since(0)
+    assert "changed" not in messages[0]["data"]
+    assert [m["data"]["changed"] for m in messages[1:]] == [("tech_rating",)] * 2
+    assert messages[2]["data"]["tech_rating"] == 82.0
+    assert streamer.add_result(result("AAPL", 82.0)) is None  # still the same row as the last
+
+
 def test_retained_updates_are_objects_the_garbage_collector_untracks():
     # A live scan retains some 100,000 messages: were they tracked, every full collection
     # would walk them all while the bars wait (~200 ms at 5,000 symbols).

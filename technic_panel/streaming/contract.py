@@ -40,6 +40,7 @@ from technic_panel.vocabulary import (
     MESSAGE_TYPES,
     PRIORITY_TIERS,
     SIGNALS,
+    SafeData,
 )
 
 _TIMESTAMP = re.compile(r"(\d{4}-\d{2}-\d{2})T([01]\d|2[0-3]):[0-5]\d:([0-5]\d|6[01])"
@@ -186,7 +187,7 @@ def validate_data(type_: str, data: Any, path: str = "message.data") -> None:
     MessageError
         Naming ``path`` plus the bad field, the rule and the value.
     """
-    if type_ in _RESULT_TYPES and type(data) is dict and _plainly_valid_result(data):
+    if type_ in _RESULT_TYPES and type(data) in _DICTS and _plainly_valid_result(data):
         if not LIVE_KEYS.isdisjoint(data):
             _check_fields(data, _LIVE_RULES, path)
         return
@@ -197,6 +198,7 @@ def validate_data(type_: str, data: Any, path: str = "message.data") -> None:
 
 
 _RESULT_TYPES = frozenset({"result", "update"})
+_DICTS = frozenset({dict, SafeData})
 _SIGNAL_SET = frozenset(SIGNALS)
 _TIER_SET = frozenset(PRIORITY_TIERS)
 
@@ -258,10 +260,12 @@ def changed_fields(previous: Mapping, content: Mapping) -> list[str]:
 
     In ``content``'s order, then those only ``previous`` has; ``[]`` means the same row.
     """
-    names = list(content)
-    if names == list(previous):  # the same fields in the same order, as a symbol's rows are
-        changed = [name for name, value, old
-                   in zip(names, content.values(), previous.values(), strict=True)
+    names, before = list(content), list(previous)
+    if before[:len(names)] == names and BOOKKEEPING_KEYS.issuperset(before[len(names):]):
+        # The same fields in the same order, as a symbol's rows are (the previous one an
+        # update, ending with what the update said about the row before it).
+        changed = [name for name, value, old  # zip stops where content does
+                   in zip(names, content.values(), previous.values(), strict=False)
                    if old != value]
     else:
         get = previous.get

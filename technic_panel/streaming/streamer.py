@@ -205,20 +205,19 @@ class ResultStreamer:
         StreamClosed
             After :meth:`finish` or :meth:`close`.
         """
-        content = checked_content("result", data)
+        content = checked_content("result", data)  # a copy: the update's fields go into it
         with self._lock:
             self._check_open_locked()
             previous = self._sent.get(content["symbol"])
-            body = content
             if previous is not None:
                 changed = changed_fields(previous, content)
                 if not changed:
                     return None
                 # A tuple: the collector untracks messages of atoms and tuples (lists
                 # kept a live scan's retained window in its full passes, ~200 ms each).
-                body = {**content, "changed": tuple(changed),
-                        "previous_signal": previous["signal"]}
-            seq = self._append_locked("result" if previous is None else "update", body,
+                content["changed"] = tuple(changed)
+                content["previous_signal"] = previous["signal"]
+            seq = self._append_locked("result" if previous is None else "update", content,
                                       urgent=content.get("priority_tier") == "high")
             self._sent[content["symbol"]] = content
             return seq
