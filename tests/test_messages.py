@@ -416,12 +416,13 @@ _JSON_VALUES = st.recursive(
 @settings(max_examples=300, deadline=None)
 @given(st.dictionaries(st.text(max_size=4), _JSON_VALUES, max_size=8))
 def test_to_json_refuses_exactly_the_payloads_holding_nan_or_infinity(data):
-    msg = {**good(), "data": {"held": None, **data}}  # a null: the values are looked at
+    # A null, so the values are looked at; its key is longer than any key of ``data``.
+    msg = {**good(), "data": {"unknown": None, **data}}
     if _holds_non_finite(data):
         with pytest.raises(MessageError, match="NaN or infinity is not a JSON number"):
             to_json(msg)
     else:
-        assert json.loads(to_json(msg))["data"]["held"] is None
+        assert json.loads(to_json(msg))["data"]["unknown"] is None
 
 
 def test_to_json_refuses_objects_and_writes_none_as_null():
