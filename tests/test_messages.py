@@ -388,7 +388,8 @@ def test_json_round_trip(type_):
     assert from_json(text.encode()) == msg
 
 
-@pytest.mark.parametrize("value", [math.nan, math.inf, [1.0, -math.inf], {"a": (math.nan,)}])
+@pytest.mark.parametrize("value", [math.nan, math.inf, [1.0, -math.inf], {"a": (math.nan,)},
+                                   [1e308, 1e308, math.nan], (-math.inf, math.inf)])
 def test_to_json_refuses_nan_and_infinity_at_any_depth(value):
     with pytest.raises(MessageError, match="NaN or infinity is not a JSON number"):
         to_json(replace_at(good(), "data.rsi", value))

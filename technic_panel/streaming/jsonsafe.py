@@ -207,23 +207,15 @@ def to_json(msg: Mapping) -> str:
     return text
 
 
-def _non_finite(value: Any) -> bool:
-    """Whether ``value`` holds a float NaN or infinity, at any depth.
+def _non_finite(value: Mapping | list | tuple) -> bool:
+    """Whether the container ``value`` holds a float NaN or infinity, at any depth.
 
-    A container's floats are summed at C speed (a NaN or infinity makes the sum so, or
-    raises for infinities of both signs; finite values whose sum overflows are looked at
-    one by one), and only its containers are walked: every message holding a ``null`` (a
-    store's unknown market cap) comes here.
+    Its floats are summed at C speed (a NaN or infinity makes the sum so, or raises for
+    infinities of both signs; finite values whose sum overflows are looked at one by one),
+    and only the containers in it are walked: every message holding a ``null`` (a store's
+    unknown market cap) comes here.
     """
-    if isinstance(value, float):
-        return not math.isfinite(value)
-    items: Collection[Any]
-    if isinstance(value, Mapping):
-        items = value.values()
-    elif isinstance(value, list | tuple):
-        items = value
-    else:
-        return False
+    items: Collection[Any] = value.values() if isinstance(value, Mapping) else value
     try:
         if not math.isfinite(math.fsum(filter(_is_float, items))):
             return True
@@ -232,7 +224,7 @@ def _non_finite(value: Any) -> bool:
     except OverflowError:
         if any(_is_float(item) and not math.isfinite(item) for item in items):
             return True
-    return any(_non_finite(item) for item in items if type(item) not in _PLAIN_TYPES)
+    return any(_non_finite(item) for item in items if isinstance(item, Mapping | list | tuple))
 
 
 def _refuse_constant(name: str) -> None:
