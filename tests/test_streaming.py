@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from technic_panel.streaming.contract import MessageError, validate_message
 from technic_panel.streaming.streamer import ResultStreamer, StreamClosed, StreamEnded, Subscription
+from technic_panel.vocabulary import SafeData
 
 SUMMARY = {"status": "completed", "reason": None, "count": 0, "elapsed": 0.1}
 
@@ -368,6 +369,22 @@ def test_an_update_leaves_the_producers_data_and_the_rows_before_as_they_were():
     assert [m["data"]["changed"] for m in messages[1:]] == [("tech_rating",)] * 2
     assert messages[2]["data"]["tech_rating"] == 82.0
     assert streamer.add_result(result("AAPL", 82.0)) is None  # still the same row as the last
+
+
+def test_a_handed_over_result_is_kept_as_it_is_and_still_checked():
+    streamer, _ = make_streamer(flush_interval=0)
+    first, second = result("AAPL", 80.0), result("AAPL", 81.0)
+    streamer.add_result(first, handed_over=True)
+    streamer.add_result(second, handed_over=True)
+    messages = streamer.messages_since(0)
+    assert messages[0]["data"] is first and messages[1]["data"] is second
+    assert second["changed"] == ("tech_rating",) and second["previous_signal"] == "BUY"
+    with pytest.raises(MessageError, match=r"tech_rating must be a number in \[0, 100\]"):
+        streamer.add_result(result("MSFT", 120.0), handed_over=True)
+    safe = SafeData(result("MSFT", 70.0))  # not an exact dict: copied, so it can be untracked
+    streamer.add_result(safe, handed_over=True)
+    kept = streamer.messages_since(2)[0]["data"]
+    assert kept == safe and type(kept) is dict and streamer.last_seq == 3
 
 
 def test_retained_updates_are_objects_the_garbage_collector_untracks():

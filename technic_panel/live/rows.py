@@ -41,7 +41,7 @@ from technic_panel.live.heap import refreeze
 from technic_panel.live.indicators import IndicatorState
 from technic_panel.streaming.contract import MessageError
 from technic_panel.streaming.streamer import ResultStreamer
-from technic_panel.vocabulary import RESULT_COLUMNS, SafeData
+from technic_panel.vocabulary import RESULT_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -310,7 +310,7 @@ class LiveRows:
         data["in_filter"] = passes
         if passes or symbol in self._shown:
             try:
-                seq = self.streamer.add_result(data)
+                seq = self.streamer.add_result(data, handed_over=True)
             except MessageError as exc:
                 self._error(symbol, "contract", f"the live result for symbol {symbol!r} "
                                                 f"breaks the message contract: {exc}")
@@ -342,9 +342,12 @@ class LiveRows:
                 "bar_time": data["bar_time"], "feed_time": bar.feed_time})
             self.alerted += 1
 
-    def _data(self, symbol: str, row: dict[str, Any]) -> SafeData:
-        """Assemble a row as the scanner does: leading fields, the symbol's fields, the row."""
-        data = SafeData(symbol=symbol)
+    def _data(self, symbol: str, row: dict[str, Any]) -> dict[str, Any]:
+        """Assemble a row as the scanner does: leading fields, the symbol's fields, the row.
+
+        A plain dict (JSON-safe, as the scanner's ``SafeData``), handed over to the streamer.
+        """
+        data: dict[str, Any] = {"symbol": symbol}
         data.update((key, row.get(key)) for key in _LEADING)
         data.update(self.fields[symbol])
         data.update(row)
