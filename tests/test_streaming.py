@@ -379,6 +379,8 @@ def test_a_handed_over_result_is_kept_as_it_is_and_still_checked():
     messages = streamer.messages_since(0)
     assert messages[0]["data"] is first and messages[1]["data"] is second
     assert second["changed"] == ("tech_rating",) and second["previous_signal"] == "BUY"
+    gc.collect()
+    assert not gc.is_tracked(first) and not gc.is_tracked(second)  # as a copy would be
     with pytest.raises(MessageError, match=r"tech_rating must be a number in \[0, 100\]"):
         streamer.add_result(result("MSFT", 120.0), handed_over=True)
     safe = SafeData(result("MSFT", 70.0))  # not an exact dict: copied, so it can be untracked
