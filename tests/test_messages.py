@@ -164,6 +164,7 @@ def test_json_safe_keeps_plain_values():
         ({"a": 1e308, "b": 1e308}, None),
         ({"a": 1e308, "b": float("inf")}, {"a": 1e308, "b": None}),
         ({"a": float("nan"), "b": "x"}, {"a": None, "b": "x"}),
+        ({"a": float("inf"), "b": float("-inf")}, {"a": None, "b": None}),
         ({1: 2.5}, {"1": 2.5}),
     ],
 )

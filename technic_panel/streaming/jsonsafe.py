@@ -115,16 +115,25 @@ _STR_TYPE = frozenset({str})
 _is_float = float.__instancecheck__
 
 
+def _floats_finite(items: Collection[Any]) -> bool:
+    """Whether every float among ``items`` is finite, their sum taken at C speed.
+
+    A NaN or infinity makes the sum so (infinities of both signs raise); finite values
+    whose sum overflows are looked at one by one.
+    """
+    try:
+        return math.isfinite(math.fsum(filter(_is_float, items)))
+    except ValueError:  # inf + -inf
+        return False
+    except OverflowError:
+        return all(math.isfinite(item) for item in items if _is_float(item))
+
+
 def _is_flat_and_finite(mapping: Mapping) -> bool:
     """Whether ``mapping`` has str keys and finite plain values only, checked at C speed."""
     values = mapping.values()
-    if not (_PLAIN_TYPES.issuperset(map(type, values))
-            and _STR_TYPE.issuperset(map(type, mapping))):
-        return False
-    try:
-        return math.isfinite(math.fsum(filter(_is_float, values)))
-    except OverflowError:  # finite values whose sum overflows: check them one by one
-        return False
+    return (_PLAIN_TYPES.issuperset(map(type, values))
+            and _STR_TYPE.issuperset(map(type, mapping)) and _floats_finite(values))
 
 
 def _safe_dict(mapping: Mapping, path: str) -> dict:
@@ -210,21 +219,12 @@ def to_json(msg: Mapping) -> str:
 def _non_finite(value: Mapping | list | tuple) -> bool:
     """Whether the container ``value`` holds a float NaN or infinity, at any depth.
 
-    Its floats are summed at C speed (a NaN or infinity makes the sum so, or raises for
-    infinities of both signs; finite values whose sum overflows are looked at one by one),
-    and only the containers in it are walked: every message holding a ``null`` (a store's
-    unknown market cap) comes here.
+    Its floats are checked at C speed (:func:`_floats_finite`) and only the containers in it
+    are walked: every message holding a ``null`` (a store's unknown market cap) comes here.
     """
     items: Collection[Any] = value.values() if isinstance(value, Mapping) else value
-    try:
-        if not math.isfinite(math.fsum(filter(_is_float, items))):
-            return True
-    except ValueError:  # inf + -inf
-        return True
-    except OverflowError:
-        if any(_is_float(item) and not math.isfinite(item) for item in items):
-            return True
-    return any(_non_finite(item) for item in items if isinstance(item, Mapping | list | tuple))
+    return not _floats_finite(items) or any(
+        _non_finite(item) for item in items if isinstance(item, Mapping | list | tuple))
 
 
 def _refuse_constant(name: str) -> None:
