@@ -73,7 +73,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from technic_panel.streaming.contract import changed_fields, validate_data
-from technic_panel.streaming.jsonsafe import checked_content, envelope
+from technic_panel.streaming.jsonsafe import checked_content, envelope, json_safe
 from technic_panel.streaming.retention import RetainedLog
 from technic_panel.streaming.subscription import Cursor, StreamEnded, Subscription, is_int_at_least
 from technic_panel.vocabulary import require
@@ -201,11 +201,10 @@ class ResultStreamer:
         StreamClosed
             After :meth:`finish` or :meth:`close`.
         """
-        if handed_over and type(data) is dict:  # an exact dict: the collector untracks it
-            content = data
-            validate_data("result", content)
-        else:
-            content = checked_content("result", data)  # a copy: the update's fields go into it
+        # A copy unless handed over (and an exact dict, which the collector can untrack):
+        # the update's fields go into it.
+        content = data if handed_over and type(data) is dict else json_safe(data)
+        validate_data("result", content)
         with self._lock:
             self._check_open_locked()
             previous = self._sent.get(content["symbol"])
