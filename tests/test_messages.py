@@ -526,8 +526,21 @@ def test_changed_fields_are_those_whose_value_differs_bookkeeping_aside(previous
         previous = {**previous, "changed": ("close",), "previous_signal": "HOLD"}
     expected = [name for name in content if name not in previous or previous[name] !=
                 content[name]] + [name for name in previous if name not in content]
-    assert changed_fields(previous, content) == [name for name in expected
-                                                 if name not in BOOKKEEPING_KEYS]
+    changed = changed_fields(previous, content)
+    assert changed == tuple(name for name in expected if name not in BOOKKEEPING_KEYS)
+    assert changed_fields(dict(previous), dict(content)) is changed  # one tuple per answer
+
+
+def test_changed_fields_shares_at_most_a_bounded_number_of_answers(monkeypatch):
+    from technic_panel.streaming import contract
+
+    monkeypatch.setattr(contract, "_field_sets", {})
+    monkeypatch.setattr(contract, "SHARED_FIELD_SETS", 1)
+    first = contract.changed_fields({"a": 1.0}, {"a": 2.0})
+    assert contract.changed_fields({"a": 1.0}, {"a": 3.0}) is first
+    other = contract.changed_fields({"b": 1.0}, {"b": 2.0})  # the table is full
+    assert other == ("b",) and contract.changed_fields({"b": 1.0}, {"b": 3.0}) is not other
+    assert list(contract._field_sets) == [("a",)]
 
 
 @pytest.mark.parametrize(("text", "valid"), [

@@ -212,9 +212,8 @@ class ResultStreamer:
                 changed = changed_fields(previous, content)
                 if not changed:
                     return None
-                # A tuple: the collector untracks messages of atoms and tuples (lists
-                # kept a live scan's retained window in its full passes, ~200 ms each).
-                content["changed"] = tuple(changed)
+                # A shared tuple, which keeps the update untracked by the collector.
+                content["changed"] = changed
                 content["previous_signal"] = previous["signal"]
             seq = self._append_locked("result" if previous is None else "update", content,
                                       urgent=content.get("priority_tier") == "high")
