@@ -21,7 +21,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +41,20 @@ log = logging.getLogger(__name__)
 _LEADING = ("signal", "tech_rating", "alpha_score")
 """Fields a reader looks for first; a result's keys start with them, as in the contract."""
 _WAKE = object()
+
+
+def fill_result(data: dict[str, Any], fields: Mapping[str, Any],
+                row: Mapping[str, Any]) -> dict[str, Any]:
+    """Lay a result out in ``data`` (which holds its symbol), as every producer of rows does.
+
+    The leading fields, the symbol's fixed ``fields``, the scored ``row``, the price: a
+    symbol's rows keep one order, which the stream's dedup compares fastest.
+    """
+    data.update((key, row.get(key)) for key in _LEADING)
+    data.update(fields)
+    data.update(row)
+    data["price"] = row.get("close")
+    return data
 
 
 @dataclass(frozen=True)
@@ -318,10 +332,7 @@ class Scanner:
     def _result_data(self, symbol: str, row: dict) -> SafeData:
         """Assemble a result: the leading fields, the symbol's metadata, the row, the price."""
         data = SafeData(symbol=symbol)
-        data.update((key, row.get(key)) for key in _LEADING)
-        data.update(self._plan.fields(symbol))
-        data.update(row)
-        data["price"] = row.get("close")
+        fill_result(data, self._plan.fields(symbol), row)
         return data
 
 

@@ -34,6 +34,7 @@ import numpy as np
 
 from technic_panel.data.base import DataError, DataSource
 from technic_panel.engine.expressions import FilterExpression
+from technic_panel.engine.scanner import fill_result
 from technic_panel.engine.scoring import Scorer
 from technic_panel.live.alerts import AlertRules
 from technic_panel.live.feeds import Bar, BarFeed, bar_timestamp, wall_ms
@@ -46,7 +47,6 @@ from technic_panel.vocabulary import RESULT_COLUMNS
 log = logging.getLogger(__name__)
 
 _END = object()
-_LEADING = ("signal", "tech_rating", "alpha_score")
 MAX_TAKE = 200
 """Most bars taken off the queue at once (and so published together): some 10 ms of work, so
 a bar behind a long take waits little (2,000 gave a p99 twice as long over SSE)."""
@@ -343,16 +343,11 @@ class LiveRows:
             self.alerted += 1
 
     def _data(self, symbol: str, row: dict[str, Any]) -> dict[str, Any]:
-        """Assemble a row as the scanner does: leading fields, the symbol's fields, the row.
+        """Assemble a row as the scanner does (:func:`~technic_panel.engine.scanner.fill_result`).
 
         A plain dict (JSON-safe, as the scanner's ``SafeData``), handed over to the streamer.
         """
-        data: dict[str, Any] = {"symbol": symbol}
-        data.update((key, row.get(key)) for key in _LEADING)
-        data.update(self.fields[symbol])
-        data.update(row)
-        data["price"] = row.get("close")
-        return data
+        return fill_result({"symbol": symbol}, self.fields[symbol], row)
 
     def _passes(self, data: Mapping[str, Any]) -> bool:
         return self.filter is None or bool(self.filter(data))
